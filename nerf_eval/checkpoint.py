@@ -1,0 +1,187 @@
+"""Checkpoints: this project's format and nerf-pytorch's `.tar` layout, validated on load.
+
+Both are a dict with `global_step`, `network_fn_state_dict` (coarse) and `network_fine_state_dict`
+(fine), as nerf-pytorch writes; ours adds `format`, `config` (and `fine_config` when it differs),
+`meta` (scene, training record) and the training state needed to resume exactly.
+Loading always uses `torch.load(..., weights_only=True)`: a file holding pickled code is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nerf_eval.encoding import encoded_dim
+from nerf_eval.errors import CheckpointError
+from nerf_eval.model import ModelPair, NeRF, NeRFConfig
+
+FORMAT = "nerfcompress-v1"
+
+
+def file_hash(path: str | Path) -> str:
+    """sha256 of a file (the key by which cached results and model cards name a checkpoint)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_save(obj: Any, path: str | Path, overwrite: bool = False) -> Path:
+    """torch.save to `path` through a temporary file, so a killed process never leaves half a file.
+
+    Refuses to replace an existing file unless `overwrite` (nothing a user saved is replaced silently).
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise CheckpointError(f"{path}: file exists; refusing to overwrite it (use --force / overwrite=True)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save_checkpoint(path: str | Path, pair: ModelPair, global_step: int = 0, meta: dict | None = None,
+                    extra: dict | None = None, overwrite: bool = False) -> Path:
+    """Write a float model pair in this project's format (readable by nerf-pytorch as well)."""
+    for name, net in pair.networks().items():
+        if not isinstance(net, NeRF):
+            raise CheckpointError(f"{path}: the {name} network is {type(net).__name__}, not a float NeRF; "
+                                  "save compressed models with nerf_eval.compress.save_compressed")
+    obj: dict[str, Any] = {
+        "format": FORMAT,
+        "global_step": int(global_step),
+        "config": pair.coarse.config.to_dict(),
+        "network_fn_state_dict": pair.coarse.state_dict(),
+        "network_fine_state_dict": pair.fine.state_dict() if pair.fine is not None else None,
+        "meta": dict(meta or pair.meta),
+    }
+    if pair.fine is not None and pair.fine.config != pair.coarse.config:
+        obj["fine_config"] = pair.fine.config.to_dict()
+    obj.update(extra or {})
+    return atomic_save(obj, path, overwrite=overwrite)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint dict safely (weights only), with one-line errors for every failure."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unpickling failed"
+        raise CheckpointError(f"{path}: refused to load (weights_only=True): {first[:200]}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({first[:200]})") from None
+    if not isinstance(obj, dict) or "network_fn_state_dict" not in obj:
+        raise CheckpointError(f"{path}: not a NeRF checkpoint (no 'network_fn_state_dict' entry)")
+    return obj
+
+
+def infer_config(state: dict[str, torch.Tensor], where: str) -> NeRFConfig:
+    """Recover the NeRF sizes from a nerf-pytorch state dict (depth, widths, skips, encodings)."""
+    idx = sorted(int(m.group(1)) for k in state if (m := re.fullmatch(r"pts_linears\.(\d+)\.weight", k)))
+    if not idx or idx != list(range(len(idx))):
+        raise CheckpointError(f"{where}: no consecutive pts_linears.N.weight entries; not a NeRF MLP")
+    w0 = state["pts_linears.0.weight"]
+    input_ch = w0.shape[1]
+    multires = (input_ch // 3 - 1) // 2
+    if encoded_dim(3, multires) != input_ch:
+        raise CheckpointError(f"{where}: pts_linears.0 takes {input_ch} inputs, not 3*(1+2L) for any L")
+    widths = [state[f"pts_linears.{i}.weight"].shape[0] for i in idx]
+    skips = []
+    for i in idx[1:]:
+        extra = state[f"pts_linears.{i}.weight"].shape[1] - widths[i - 1]
+        if extra == input_ch:
+            skips.append(i - 1)
+        elif extra != 0:
+            raise CheckpointError(f"{where}: pts_linears.{i} takes {extra + widths[i - 1]} inputs, "
+                                  f"expected {widths[i - 1]} or {widths[i - 1] + input_ch}")
+    use_viewdirs = "views_linears.0.weight" in state
+    kw: dict[str, Any] = dict(depth=len(idx), width=widths[0], skips=tuple(skips), multires=multires,
+                              use_viewdirs=use_viewdirs)
+    if len(set(widths)) > 1:
+        kw["hidden_widths"] = tuple(widths)
+    if use_viewdirs:
+        feat = state["feature_linear.weight"].shape[0]
+        vw = state["views_linears.0.weight"]
+        ch_views = vw.shape[1] - feat
+        multires_views = (ch_views // 3 - 1) // 2
+        if encoded_dim(3, multires_views) != ch_views:
+            raise CheckpointError(f"{where}: views_linears.0 takes {vw.shape[1]} inputs; cannot infer the "
+                                  "view-direction encoding")
+        kw.update(multires_views=multires_views, view_width=vw.shape[0])
+        if feat != widths[0]:
+            kw["feature_width"] = feat
+    return NeRFConfig(**kw)
+
+
+def build_network(state: dict, config: NeRFConfig, where: str) -> NeRF:
+    """A NeRF of `config` holding `state`, after checking shapes and finiteness."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{where}: state dict is {type(state).__name__}, not a dict")
+    net = NeRF(config)
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{where}: layout does not match the NeRF config "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for k, v in expected.items():
+        t = state[k]
+        if not isinstance(t, torch.Tensor):
+            raise CheckpointError(f"{where}: {k} is not a tensor")
+        if tuple(t.shape) != tuple(v.shape):
+            raise CheckpointError(f"{where}: {k} has shape {tuple(t.shape)}, expected {tuple(v.shape)}")
+        if not torch.isfinite(t).all():
+            raise CheckpointError(f"{where}: {k} holds NaN or inf weights")
+    net.load_state_dict({k: state[k].float() for k in expected})
+    return net.eval()
+
+
+def load_checkpoint(path: str | Path) -> ModelPair:
+    """Load a float model pair from this project's format or a nerf-pytorch `.tar`."""
+    obj = read_checkpoint(path)
+    if obj.get("format", FORMAT) != FORMAT:
+        raise CheckpointError(f"{path}: format {obj.get('format')!r} is not a float checkpoint "
+                              f"(expected {FORMAT!r}); load compressed models with nerf_eval.compress.load_compressed")
+    fn_state = obj["network_fn_state_dict"]
+    try:
+        config = NeRFConfig.from_dict(obj["config"]) if "config" in obj else infer_config(fn_state, f"{path}")
+    except (TypeError, ValueError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"{path}: bad 'config' entry ({e})") from None
+    coarse = build_network(fn_state, config, f"{path} [network_fn_state_dict]")
+    fine = None
+    fine_state = obj.get("network_fine_state_dict")
+    if fine_state is not None:
+        if "fine_config" in obj:
+            fine_config = NeRFConfig.from_dict(obj["fine_config"])
+        elif "config" in obj:
+            fine_config = config
+        else:
+            fine_config = infer_config(fine_state, f"{path} [network_fine_state_dict]")
+        fine = build_network(fine_state, fine_config, f"{path} [network_fine_state_dict]")
+    meta = dict(obj.get("meta") or {})
+    meta.setdefault("global_step", int(obj.get("global_step", 0)))
+    meta["checkpoint"] = str(path)
+    return ModelPair(coarse, fine, config, meta)

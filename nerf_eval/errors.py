@@ -1,0 +1,17 @@
+"""Errors the library raises for bad input; each message is one line naming the file or value."""
+
+
+class NerfEvalError(ValueError):
+    """Base class: a user-facing, one-line error (the CLI prints it without a traceback)."""
+
+
+class SceneError(NerfEvalError):
+    """A scene on disk is missing, malformed or inconsistent."""
+
+
+class CheckpointError(NerfEvalError):
+    """A checkpoint cannot be read, has the wrong layout or holds bad weights."""
+
+
+class CompressorError(NerfEvalError):
+    """A compressor is unknown, misconfigured, or was given bad calibration data."""

@@ -1,0 +1,1 @@
+"""pytest plugin: benchmarks and quality gates for NeRF compressors (see plugin.py)."""
