@@ -1,0 +1,12 @@
+"""Compressors by name. Importing this package registers the built-in ones.
+
+>>> from nerf_eval.compress import get_compressor, available
+>>> small = get_compressor("bf16").compress(pair, calibration_rays)
+"""
+
+from nerf_eval.compress.base import (REGISTRY, Compressor, FunctionCompressor, Registry, available,
+                                     check_calibration, get_compressor, register, serialized_size)
+from nerf_eval.compress import cast  # noqa: F401  (registers fp32, fp16, bf16)
+
+__all__ = ["REGISTRY", "Compressor", "FunctionCompressor", "Registry", "available", "check_calibration",
+           "get_compressor", "register", "serialized_size"]

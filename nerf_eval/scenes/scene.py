@@ -61,6 +61,20 @@ class Scene:
     def rays_for(self, indices: list[int]) -> Rays:
         return Rays.cat([self.rays(i) for i in indices])
 
+    def sample_rays(self, n_rays: int, split: str = "train", seed: int = 0) -> Rays:
+        """`n_rays` pixels' rays drawn uniformly (seeded) from the views of `split` (calibration data)."""
+        if n_rays < 1:
+            raise ValueError(f"need at least one calibration ray, got {n_rays}")
+        idx = self.split(split)
+        g = torch.Generator().manual_seed(seed)
+        views = torch.tensor(idx)[torch.randint(len(idx), (n_rays,), generator=g)]
+        pix = torch.randint(self.height * self.width, (n_rays,), generator=g)
+        parts = []
+        for v in views.unique().tolist():
+            sel = pix[views == v]
+            parts.append(self.rays(v)[sel])
+        return Rays.cat(parts)
+
     def target(self, index: int) -> torch.Tensor:
         return self.images[index].reshape(-1, 3)
 

@@ -1,0 +1,61 @@
+"""The identity (fp32 baseline) and floating-point casts (fp16, bf16) of the MLP.
+
+The cast runs inside a wrapper: encoded inputs arrive in fp32 and are cast to the network's dtype, the
+raw outputs are cast back to fp32, so the encoding and compositing stay fp32 (sin(2^9 x) has no
+meaning in half precision) and the renderer does not change.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from nerf_eval.compress.base import FunctionCompressor, register
+from nerf_eval.model import ModelPair
+from nerf_eval.render import Rays
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class CastNetwork(nn.Module):
+    """Runs `net` (already converted to `dtype`) on fp32 inputs and returns fp32 outputs."""
+
+    def __init__(self, net: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.net = net
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.to(self.dtype)).float()
+
+
+def cast_network(net: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A copy of `net` whose weights are stored and computed in `dtype`."""
+    if dtype == torch.float32:
+        return copy.deepcopy(net)
+    return CastNetwork(copy.deepcopy(net).to(dtype), dtype)
+
+
+def cast_pair(pair: ModelPair, dtype: torch.dtype, which: str = "both") -> ModelPair:
+    """Cast the coarse, the fine or both networks of `pair` to `dtype`."""
+    coarse = cast_network(pair.coarse, dtype if which in ("both", "coarse") else torch.float32)
+    fine = None
+    if pair.fine is not None:
+        fine = cast_network(pair.fine, dtype if which in ("both", "fine") else torch.float32)
+    return ModelPair(coarse, fine, pair.config, dict(pair.meta))
+
+
+def _identity(pair: ModelPair, calibration: Rays) -> ModelPair:
+    return cast_pair(pair, torch.float32)
+
+
+register("fp32", lambda _p: FunctionCompressor("fp32", _identity, description="identity: the fp32 baseline"),
+         description="identity: the fp32 baseline")
+register("fp16", lambda _p: FunctionCompressor("fp16", lambda pair, _c: cast_pair(pair, torch.float16),
+                                               {"psnr_drop": 0.1}, "MLP weights and math in fp16"),
+         description="MLP weights and math in fp16 (size win; slow on CPUs)")
+register("bf16", lambda _p: FunctionCompressor("bf16", lambda pair, _c: cast_pair(pair, torch.bfloat16),
+                                               {"psnr_drop": 0.1}, "MLP weights and math in bf16"),
+         description="MLP weights and math in bf16 (fast on CPUs with native bf16)")
