@@ -30,8 +30,10 @@ def ssim(img, gt) -> float:
     from skimage.metrics import structural_similarity
 
     a, b = _np(img).clip(0, 1), _np(gt).clip(0, 1)
+    side = min(a.shape[0], a.shape[1])
+    win = None if side >= 11 else side - (1 - side % 2)  # images under 11 px: the largest odd window that fits
     return float(structural_similarity(a, b, channel_axis=-1, data_range=1.0, gaussian_weights=True,
-                                       sigma=1.5, use_sample_covariance=False))
+                                       sigma=1.5, use_sample_covariance=False, win_size=win))
 
 
 def flip(img, gt) -> float:

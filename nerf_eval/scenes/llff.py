@@ -1,0 +1,132 @@
+"""Loader for LLFF captures (`poses_bounds.npy` + `images[_F]/`), with nerf-pytorch's `load_llff_data` semantics.
+
+`poses_bounds.npy` holds one row of 17 numbers per image: a 3x5 matrix [R | t | hwf] in LLFF's
+[down, right, back] axis order, then the near and far scene depth bounds. Poses are turned into the
+OpenGL [right, up, back] order, the scene is scaled so the nearest bound is 1/bd_factor, and poses are
+recentred on their average. Forward-facing scenes are rendered in NDC (near 0, far 1), as in the paper.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nerf_eval.errors import SceneError
+from nerf_eval.scenes.blender import read_image
+from nerf_eval.scenes.scene import Scene
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x)
+
+
+def view_matrix(z: np.ndarray, up: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """A 3x4 camera-to-world whose back axis is `z`, orthogonalised against `up`, placed at `pos`."""
+    vec2 = _normalize(z)
+    vec0 = _normalize(np.cross(up, vec2))
+    vec1 = _normalize(np.cross(vec2, vec0))
+    return np.stack([vec0, vec1, vec2, pos], 1)
+
+
+def poses_avg(poses: np.ndarray) -> np.ndarray:
+    """The average camera (3x4) of poses (N, 3, >=4): mean centre, summed back and up axes."""
+    center = poses[:, :3, 3].mean(0)
+    return view_matrix(poses[:, :3, 2].sum(0), poses[:, :3, 1].sum(0), center)
+
+
+def recenter_poses(poses: np.ndarray) -> np.ndarray:
+    """Express poses (N, 3, 4) in the frame of their average camera (which becomes the identity)."""
+    bottom = np.array([[0.0, 0.0, 0.0, 1.0]])
+    avg = np.concatenate([poses_avg(poses), bottom], 0)
+    full = np.concatenate([poses[:, :3, :4], np.broadcast_to(bottom, (len(poses), 1, 4))], 1)
+    return (np.linalg.inv(avg) @ full)[:, :3, :4]
+
+
+def _read_poses_bounds(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Poses (N, 3, 5) in LLFF axis order and bounds (N, 2) from `poses_bounds.npy`."""
+    if not path.exists():
+        raise SceneError(f"{path}: file not found; not an LLFF scene")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise SceneError(f"{path}: not a readable .npy array ({str(e).splitlines()[0][:120]})") from None
+    if arr.ndim != 2 or arr.shape[1] != 17 or arr.shape[0] == 0:
+        raise SceneError(f"{path}: shape {tuple(arr.shape)}, expected (N, 17) rows of 3x5 pose + 2 bounds")
+    if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
+        raise SceneError(f"{path}: holds NaN, inf or non-numeric values")
+    bounds = arr[:, 15:].astype(np.float64)
+    if bounds.min() <= 0:
+        raise SceneError(f"{path}: depth bounds must be positive, smallest is {bounds.min():g}")
+    return arr[:, :15].reshape(-1, 3, 5).astype(np.float64), bounds
+
+
+def _image_dir(root: Path, factor: int) -> tuple[Path, int]:
+    """The folder to read and the factor still to apply: `images_{factor}` if present, else `images`."""
+    if factor > 1 and (root / f"images_{factor}").is_dir():
+        return root / f"images_{factor}", 1
+    if (root / "images").is_dir():
+        return root / "images", factor
+    wanted = f"images_{factor}/ or images/" if factor > 1 else "images/"
+    raise SceneError(f"{root}: no image folder ({wanted} not found)")
+
+
+def _downsample(img: np.ndarray, factor: int) -> np.ndarray:
+    """Box-filter (area) downsampling of an (H, W, 3) image by an integer factor."""
+    h, w = max(1, round(img.shape[0] / factor)), max(1, round(img.shape[1] / factor))
+    t = torch.from_numpy(img).permute(2, 0, 1)[None]
+    return F.interpolate(t, size=(h, w), mode="area")[0].permute(1, 2, 0).numpy()
+
+
+def load_llff(root: str | Path, factor: int = 8, recenter: bool = True, bd_factor: float | None = 0.75,
+              ndc: bool = True, llffhold: int = 8) -> Scene:
+    """Load an LLFF scene directory as nerf-pytorch's `load_llff_data` + `run_nerf.py` set it up.
+
+    Test views are every `llffhold`-th image (the view nearest the average pose when llffhold <= 0);
+    val is the same as test; train is the rest. Images are read from `images_{factor}/` when it exists,
+    else from `images/` and downsampled by `factor` with an area filter.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise SceneError(f"{root}: scene directory not found")
+    factor = int(factor or 1)
+    if factor < 1:
+        raise SceneError(f"{root}: factor must be a positive integer, got {factor}")
+    raw_poses, bounds = _read_poses_bounds(root / "poses_bounds.npy")
+    img_dir, resize = _image_dir(root, factor)
+    files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if len(files) != len(raw_poses):
+        raise SceneError(f"{img_dir}: {len(files)} images but poses_bounds.npy has {len(raw_poses)} poses")
+    images, shape = [], None
+    for f in files:
+        img = read_image(f, white_bkgd=False)
+        if shape is None:
+            shape = img.shape
+        elif img.shape != shape:
+            raise SceneError(f"{f}: image is {img.shape[1]}x{img.shape[0]}, others are {shape[1]}x{shape[0]} "
+                             "(mixed sizes)")
+        images.append(_downsample(img, resize) if resize > 1 else img)
+    focal = float(raw_poses[0, 2, 4]) / factor
+    # LLFF [down, right, back] -> OpenGL [right, up, back]
+    poses = np.concatenate([raw_poses[:, :, 1:2], -raw_poses[:, :, 0:1], raw_poses[:, :, 2:4]], 2)
+    scale = 1.0 if bd_factor is None else 1.0 / (bounds.min() * bd_factor)
+    poses[:, :3, 3] *= scale
+    bounds = bounds * scale
+    if recenter:
+        poses = recenter_poses(poses)
+    n = len(poses)
+    if llffhold > 0:
+        test = list(range(0, n, llffhold))
+    else:
+        test = [int(np.argmin(((poses[:, :3, 3] - poses_avg(poses)[:, 3]) ** 2).sum(-1)))]
+    splits = {"train": [i for i in range(n) if i not in test], "val": list(test), "test": list(test)}
+    c2w = np.concatenate([poses, np.broadcast_to([[[0.0, 0.0, 0.0, 1.0]]], (n, 1, 4))], 1)
+    near, far = (0.0, 1.0) if ndc else (float(bounds.min()) * 0.9, float(bounds.max()))
+    return Scene(name=root.name, images=torch.from_numpy(np.stack(images)).float(),
+                 poses=torch.from_numpy(c2w).float(), focal=focal, near=near, far=far, splits=splits,
+                 white_bkgd=False, ndc=ndc, source=str(root.resolve()),
+                 meta={"factor": factor, "scale": scale, "bounds": [float(bounds.min()), float(bounds.max())]})
