@@ -7,6 +7,8 @@
 from nerf_eval.compress.base import (REGISTRY, Compressor, FunctionCompressor, Registry, available,
                                      check_calibration, get_compressor, register, serialized_size)
 from nerf_eval.compress import cast  # noqa: F401  (registers fp32, fp16, bf16)
+from nerf_eval.compress import prune  # noqa: F401  (registers prune-activation*, prune-weight-*, prune-random)
+from nerf_eval.compress import pipeline  # noqa: F401  (registers pipeline: 'a:p+b:q' runs a then b)
 
 __all__ = ["REGISTRY", "Compressor", "FunctionCompressor", "Registry", "available", "check_calibration",
            "get_compressor", "register", "serialized_size"]

@@ -83,7 +83,8 @@ class Registry:
         return spec.split(":", 1)[0] in self._entries
 
     def get(self, spec: str) -> Compressor:
-        base, _, param = spec.partition(":")
+        # `a:p+b:q` is a composition; the registered `pipeline` factory builds it (compress/pipeline.py)
+        base, _, param = ("pipeline", "", spec) if "+" in spec else spec.partition(":")
         if base not in self._entries:
             raise CompressorError(f"{spec}: unknown compressor; known: {', '.join(sorted(self._entries))}")
         comp = self._entries[base].factory(param or None)

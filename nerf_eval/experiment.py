@@ -1,0 +1,99 @@
+"""Run compressors on one checkpoint and scene and collect comparable records.
+
+The fp32 pair is always measured first, in the same run and on the same rays as every variant, so
+speed figures are ratios measured side by side (the machines are noisy) and quality figures are
+deterministic (seeded calibration rays, deterministic rendering).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+
+from tqdm.auto import tqdm
+
+from nerf_eval.compress import get_compressor, serialized_size
+from nerf_eval.evaluate import ViewRender, evaluate
+from nerf_eval.model import ModelPair, count_parameters
+from nerf_eval.render import Rays, RenderSettings, render_chunked
+from nerf_eval.scenes.scene import Scene
+
+
+@dataclass
+class VariantResult:
+    """One row of a results table (fp32 or a compressor)."""
+
+    name: str
+    psnr: float = float("nan")
+    ssim: float = float("nan")
+    flip: float = float("nan")
+    worst_psnr: float = float("nan")
+    worst_view: int = -1
+    depth_error: float = float("nan")
+    sharpness: float = float("nan")
+    size_bytes: int = 0
+    params: int = 0
+    render_time_s: float = float("nan")
+    latency_s: float = float("nan")
+    compress_time_s: float = 0.0
+    views: list[int] = field(default_factory=list)
+    per_view: list[dict] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def time_render(pair: ModelPair, rays: Rays, settings: RenderSettings, repeats: int = 3) -> float:
+    """Median wall time (s) of a deterministic render of `rays` (one warm-up run first)."""
+    render_chunked(pair, rays[: min(len(rays), settings.chunk)], settings)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        render_chunked(pair, rays, settings)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure(name: str, pair: ModelPair, scene: Scene, views: list[int], settings: RenderSettings,
+            latency_rays: Rays | None = None, repeats: int = 3) -> tuple[VariantResult, list[ViewRender]]:
+    """Quality on `views`, serialized size, and render time of one pair."""
+    t0 = time.perf_counter()
+    ev = evaluate(pair, scene, views, settings, progress=False)
+    render_time = time.perf_counter() - t0
+    latency = time_render(pair, latency_rays, settings, repeats) if latency_rays is not None else float("nan")
+    m = ev.mean
+    res = VariantResult(name=name, psnr=m["psnr"], ssim=m["ssim"], flip=m.get("flip", float("nan")),
+                        worst_psnr=m["worst_psnr"], worst_view=views[m["worst_view"]],
+                        depth_error=m.get("depth_error", float("nan")), sharpness=m["sharpness"],
+                        size_bytes=serialized_size(pair),
+                        params=sum(count_parameters(n) for n in pair.networks().values()),
+                        render_time_s=render_time, latency_s=latency, views=list(views), per_view=ev.per_view)
+    return res, ev.renders
+
+
+def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[int], calibration: Rays,
+                 settings: RenderSettings = RenderSettings(), latency_rays: Rays | None = None,
+                 repeats: int = 3, progress: bool = True
+                 ) -> tuple[list[VariantResult], dict[str, list[ViewRender]]]:
+    """fp32 first, then each named compressor; a compressor that fails gets a row with its error."""
+    results, renders = [], {}
+    base, base_renders = measure("fp32", pair, scene, views, settings, latency_rays, repeats)
+    results.append(base)
+    renders["fp32"] = base_renders
+    for name in tqdm([n for n in names if n != "fp32"], desc="compressors", disable=not progress):
+        try:
+            t0 = time.perf_counter()
+            small = get_compressor(name).compress(pair, calibration)
+            elapsed = time.perf_counter() - t0
+            res, rend = measure(name, small, scene, views, settings, latency_rays, repeats)
+            res.compress_time_s = elapsed
+            renders[name] = rend
+        except Exception as e:  # noqa: BLE001 - one failing compressor must not hide the others
+            line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            res = VariantResult(name=name, error=f"{type(e).__name__}: {line}")
+            traceback.clear_frames(e.__traceback__)
+        results.append(res)
+    return results, renders

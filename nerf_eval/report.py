@@ -1,0 +1,165 @@
+"""Results reports: a Markdown table in the reference report's format, JSON, an image grid and
+trade-off plots. Reports are written to a temporary directory and moved into place at the end, so a
+killed run leaves no half-written report, and an existing report is never replaced unless asked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from nerf_eval.errors import NerfEvalError
+
+REFERENCE = [  # the course report "Efficient 3D Reconstruction" (vanilla NeRF, LLFF average)
+    {"variant": "original fp32", "psnr": 26.50, "time": "10.2 min/scene", "size_mb": 2.27},
+    {"variant": "int8 both nets", "psnr": 21.17, "time": "6.83 min (-33%)", "size_mb": 1.24},
+    {"variant": "int8 fine only", "psnr": 22.44, "time": "8.12 min", "size_mb": 1.76},
+    {"variant": "int8 coarse only", "psnr": 22.17, "time": "8.23 min", "size_mb": 1.76},
+    {"variant": "pruned 15%", "psnr": 23.93, "time": "-", "size_mb": 1.99},
+    {"variant": "pruned 30%", "psnr": 23.93, "time": "-", "size_mb": 1.72},
+    {"variant": "pruned 50%", "psnr": 22.61, "time": "-", "size_mb": 1.34},
+    {"variant": "pruned 85%", "psnr": 22.5, "time": "-", "size_mb": 0.75},
+]
+
+
+def _f(x, fmt: str) -> str:
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)
+
+
+def _pct(new, old) -> str:
+    if new is None or old in (None, 0) or not all(math.isfinite(v) for v in (new, old)):
+        return "-"
+    return f"{100.0 * (new - old) / old:+.0f}%"
+
+
+def markdown_table(rows: list[dict], time_key: str = "render_time_s") -> str:
+    """The reference report's table: variant, PSNR (and change), SSIM, FLIP, worst view, depth error,
+    render time and size with their % changes against the fp32 row."""
+    base = next((r for r in rows if r["name"] == "fp32"), rows[0] if rows else None)
+    head = ("| variant | PSNR dB | ΔPSNR | SSIM | ꟻLIP | worst view dB | depth err | render time s | Δtime | "
+            "speed-up | size MB | Δsize |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        if r.get("error"):
+            lines.append(f"| {r['name']} | failed: {r['error']} |" + " |" * 10)
+            continue
+        dpsnr = r["psnr"] - base["psnr"] if base else float("nan")
+        t, bt = r.get(time_key), base.get(time_key) if base else None
+        speed = bt / t if t and bt and math.isfinite(t) and math.isfinite(bt) else float("nan")
+        lines.append(
+            f"| {r['name']} | {_f(r['psnr'], '.2f')} | {_f(dpsnr, '+.2f')} | {_f(r['ssim'], '.4f')} | "
+            f"{_f(r.get('flip'), '.4f')} | {_f(r.get('worst_psnr'), '.2f')} | {_f(r.get('depth_error'), '.4f')} | "
+            f"{_f(t, '.2f')} | {_pct(t, bt)} | {_f(speed, '.2f')}× | {_f(r['size_bytes'] / 1e6, '.2f')} | "
+            f"{_pct(r['size_bytes'], base['size_bytes'] if base else None)} |")
+    return "\n".join(lines) + "\n"
+
+
+def reference_table() -> str:
+    lines = ["| variant (reference report) | PSNR dB | render time | size MB |", "|---|---|---|---|"]
+    lines += [f"| {r['variant']} | {r['psnr']:.2f} | {r['time']} | {r['size_mb']:.2f} |" for r in REFERENCE]
+    return "\n".join(lines) + "\n"
+
+
+def tradeoff_plot(rows: list[dict], path: Path, time_key: str = "render_time_s") -> None:
+    """PSNR vs size and PSNR vs speed-up, one labelled point per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if not r.get("error")]
+    base = next((r for r in ok if r["name"] == "fp32"), None)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for r in ok:
+        axes[0].scatter(r["size_bytes"] / 1e6, r["psnr"], s=30)
+        axes[0].annotate(r["name"], (r["size_bytes"] / 1e6, r["psnr"]), fontsize=7, xytext=(3, 3),
+                         textcoords="offset points")
+        if base and r.get(time_key) and math.isfinite(r[time_key]):
+            sp = base[time_key] / r[time_key]
+            axes[1].scatter(sp, r["psnr"], s=30)
+            axes[1].annotate(r["name"], (sp, r["psnr"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axes[0].set(xlabel="serialized size (MB)", ylabel="PSNR (dB)", title="PSNR vs size")
+    axes[1].set(xlabel="speed-up vs fp32 (same run)", ylabel="PSNR (dB)", title="PSNR vs speed-up")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def image_grid(gt: dict[int, np.ndarray], renders: dict[str, dict[int, dict]], views: list[int],
+               path: Path, gt_depth: dict[int, np.ndarray] | None = None) -> None:
+    """Rows = variants (ground truth, fp32, each compressor); for each view: image, error heat-map, depth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(renders)
+    cols = 3 * len(views)
+    fig, axes = plt.subplots(len(names) + 1, cols, figsize=(1.9 * cols, 1.9 * (len(names) + 1)), squeeze=False)
+    depths = [d for n in names for v in views if (d := renders[n].get(v, {}).get("depth")) is not None]
+    finite = np.concatenate([d[np.isfinite(d)].ravel() for d in depths]) if depths else np.array([0.0, 1.0])
+    dmin, dmax = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
+    for j, v in enumerate(views):
+        axes[0, 3 * j].imshow(gt[v].clip(0, 1))
+        axes[0, 3 * j].set_title(f"ground truth, view {v}", fontsize=7)
+        if gt_depth is not None and v in gt_depth:
+            axes[0, 3 * j + 2].imshow(np.where(np.isfinite(gt_depth[v]), gt_depth[v], np.nan), cmap="viridis",
+                                      vmin=dmin, vmax=dmax)
+            axes[0, 3 * j + 2].set_title("true depth", fontsize=7)
+        for i, n in enumerate(names, start=1):
+            r = renders[n].get(v)
+            if r is None:
+                continue
+            err = np.abs(r["rgb"] - gt[v]).mean(-1)
+            psnr = -10 * math.log10(max(float(((r["rgb"] - gt[v]) ** 2).mean()), 1e-12))
+            axes[i, 3 * j].imshow(r["rgb"].clip(0, 1))
+            axes[i, 3 * j].set_title(f"{n} {psnr:.2f} dB", fontsize=7)
+            axes[i, 3 * j + 1].imshow(err, cmap="inferno", vmin=0, vmax=0.25)
+            axes[i, 3 * j + 1].set_title("|error| (0-0.25)", fontsize=7)
+            axes[i, 3 * j + 2].imshow(r["depth"], cmap="viridis", vmin=dmin, vmax=dmax)
+            axes[i, 3 * j + 2].set_title("depth", fontsize=7)
+    for ax in axes.ravel():
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(rows: list[dict], out_dir: str | Path, settings: dict | None = None,
+                 grid: dict | None = None, overwrite: bool = False, title: str = "Results") -> Path:
+    """Write results.md, results.json, tradeoff.png (and grid.png when `grid` holds renders) atomically.
+
+    `grid` = {"gt": {view: rgb}, "gt_depth": {view: depth} | None, "renders": {name: {view: {rgb, depth}}},
+    "views": [worst, typical]}.
+    """
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise NerfEvalError(f"{out}: report directory exists and is not empty; refusing to overwrite (use --force)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        md = [f"# {title}\n"]
+        if settings:
+            md.append("Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()) + "\n")
+        md += [markdown_table(rows), "\nReference report (vanilla NeRF, for comparison):\n", reference_table()]
+        (tmp / "results.md").write_text("\n".join(md))
+        (tmp / "results.json").write_text(json.dumps({"settings": settings or {}, "results": rows}, indent=1,
+                                                     default=float))
+        tradeoff_plot(rows, tmp / "tradeoff.png")
+        if grid:
+            image_grid(grid["gt"], grid["renders"], grid["views"], tmp / "grid.png", grid.get("gt_depth"))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out
