@@ -305,5 +305,5 @@ def make_scene(name: str, seed: int = 0, size: int | None = None) -> tuple[Scene
         depths.append(t)
     scene = Scene(name=name, images=torch.stack(images).float(), poses=poses, focal=focal, near=spec.near,
                   far=spec.far, splits=_splits(spec.n_views), white_bkgd=True, depths=torch.stack(depths).float(),
-                  source=f"builtin:{name}:seed={seed}", meta={"seed": seed, "camera_angle_x": spec.camera_angle_x})
+                  source=f"builtin:{name}:seed={seed}" + (f":size={size}" if size != spec.size else ""), meta={"seed": seed, "camera_angle_x": spec.camera_angle_x})
     return scene, analytic

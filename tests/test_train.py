@@ -1,0 +1,111 @@
+"""Training: the loss falls, resume is exact, an interrupted run leaves a loadable checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nerf_eval.checkpoint import load_checkpoint
+from nerf_eval.cli import main
+from nerf_eval.errors import CheckpointError
+from nerf_eval.model import NeRFConfig
+from nerf_eval.scenes.procedural import make_scene
+from nerf_eval.train import TrainConfig, Trainer
+
+TINY = NeRFConfig(depth=3, width=32, skips=(1,), multires=4, multires_views=2, view_width=16)
+
+
+@pytest.fixture(scope="module")
+def tiny_scene():
+    return make_scene("object", size=12)
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(steps=8, batch_rays=64, n_coarse=8, n_fine=8, lr=5e-3, lr_final=1e-3, precrop_steps=2,
+                bf16=False, seed=3, checkpoint_every_s=1e9)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_loss_decreases_on_tiny_scene(tiny_scene):
+    scene, _ = tiny_scene
+    tr = Trainer(scene, _cfg(steps=40), TINY)
+    losses = []
+    for _ in range(40):
+        losses.append(tr.photometric_step()["loss"])
+        tr.step += 1
+    assert sum(losses[-8:]) / 8 < 0.7 * sum(losses[:8]) / 8
+
+
+def test_warmstart_lowers_field_loss(tiny_scene):
+    scene, analytic = tiny_scene
+    tr = Trainer(scene, _cfg(warmstart_steps=30, warmstart_points=512), TINY, analytic=analytic)
+    losses = []
+    for _ in range(30):
+        losses.append(tr.warmstart_step()["loss"])
+        tr.step += 1
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+
+
+def test_resume_continues_exactly(tiny_scene, tmp_path):
+    scene, analytic = tiny_scene
+    cfg = _cfg(steps=6, warmstart_steps=2, warmstart_points=256)
+    straight = Trainer(scene, cfg, TINY, analytic=analytic)
+    straight.run(tmp_path / "a" / "checkpoint.pt", progress=False)
+
+    first = Trainer(scene, cfg, TINY, analytic=analytic)
+
+    def stop_at_4(step, _stats):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        first.run(tmp_path / "b" / "checkpoint.pt", progress=False, on_step=stop_at_4)
+    resumed = Trainer(scene, cfg, TINY, analytic=analytic)
+    resumed.load(tmp_path / "b" / "checkpoint.pt")
+    assert resumed.step == 4
+    assert resumed.optimizer.state_dict()["state"][0]["step"] == first.optimizer.state_dict()["state"][0]["step"]
+    resumed.run(tmp_path / "b" / "checkpoint.pt", progress=False)
+    for a, b in zip(straight.pair.fine.state_dict().values(), resumed.pair.fine.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_interrupted_run_leaves_loadable_checkpoint(tiny_scene, tmp_path):
+    scene, _ = tiny_scene
+    tr = Trainer(scene, _cfg(steps=10), TINY)
+
+    def interrupt(step, _stats):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tr.run(tmp_path / "checkpoint.pt", progress=False, on_step=interrupt)
+    pair = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert pair.meta["global_step"] == 3
+    assert pair.coarse.config == TINY
+
+
+def test_resume_refuses_other_settings(tiny_scene, tmp_path):
+    scene, _ = tiny_scene
+    Trainer(scene, _cfg(steps=2), TINY).run(tmp_path / "checkpoint.pt", progress=False)
+    other = Trainer(scene, _cfg(steps=2, batch_rays=32), TINY)
+    with pytest.raises(CheckpointError, match="batch_rays"):
+        other.load(tmp_path / "checkpoint.pt")
+    wider = Trainer(scene, _cfg(steps=2), NeRFConfig(depth=3, width=48, skips=(1,), multires=4,
+                                                       multires_views=2, view_width=16))
+    with pytest.raises(CheckpointError, match="model config"):
+        wider.load(tmp_path / "checkpoint.pt")
+
+
+def test_cli_refuses_non_empty_out_and_unknown_scene(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("user data")
+    assert main(["train", "--scene", "object", "--out", str(out), "--steps", "1"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "user data"
+    assert main(["train", "--scene", "no-such-scene", "--out", str(tmp_path / "new")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown scene" in err and len(err.splitlines()) == 1
+    assert main(["train", "--scene", "object", "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
