@@ -1,0 +1,121 @@
+"""Saving and loading compressed model pairs (`nerf-eval compress` writes them, `evaluate` reads them).
+
+Each network is stored as a record: its kind, the float NeRF config it was built from, its state dict
+(packed int8/int4 weights and scales included) and kind-specific settings. A kind knows how to describe
+a network and how to rebuild the same module structure before loading the state, so nothing but
+tensors and plain values is pickled and files load with `torch.load(..., weights_only=True)`.
+Compressor modules register the kinds they produce with `register_kind`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from nerf_eval.checkpoint import atomic_save, build_network
+from nerf_eval.compress.cast import CastNetwork
+from nerf_eval.errors import CheckpointError
+from nerf_eval.model import ModelPair, NeRF, NeRFConfig
+
+FORMAT = "nerfcompress-compressed-v1"
+
+
+@dataclass
+class NetworkKind:
+    """How to recognise, describe and rebuild one kind of (compressed) network."""
+
+    name: str
+    matches: Callable[[nn.Module], bool]
+    describe: Callable[[nn.Module], dict[str, Any]]  # -> {"config": NeRFConfig dict, **settings}
+    rebuild: Callable[[dict[str, Any]], nn.Module]  # settings -> module with the same structure
+
+
+KINDS: dict[str, NetworkKind] = {}
+
+
+def register_kind(kind: NetworkKind) -> None:
+    KINDS[kind.name] = kind
+
+
+def _cast_describe(net: CastNetwork) -> dict:
+    return {"config": net.net.config.to_dict(), "dtype": str(net.dtype).removeprefix("torch.")}
+
+
+def _cast_rebuild(settings: dict) -> nn.Module:
+    dtype = getattr(torch, settings["dtype"])
+    return CastNetwork(NeRF(NeRFConfig.from_dict(settings["config"])).to(dtype), dtype)
+
+
+register_kind(NetworkKind("nerf", lambda n: isinstance(n, NeRF), lambda n: {"config": n.config.to_dict()},
+                          lambda s: NeRF(NeRFConfig.from_dict(s["config"]))))
+register_kind(NetworkKind("cast", lambda n: isinstance(n, CastNetwork) and isinstance(n.net, NeRF),
+                          _cast_describe, _cast_rebuild))
+
+
+def network_record(net: nn.Module) -> dict:
+    for kind in KINDS.values():
+        if kind.matches(net):
+            return {"kind": kind.name, "settings": kind.describe(net), "state": net.state_dict()}
+    raise CheckpointError(f"cannot save a network of type {type(net).__name__}: no saved-model kind handles it")
+
+
+def save_compressed(path: str | Path, pair: ModelPair, compressor: str, source: dict | None = None,
+                    overwrite: bool = False) -> Path:
+    """Write a compressed pair; `source` records where it came from (checkpoint sha256, scene)."""
+    obj = {"format": FORMAT, "compressor": compressor, "config": pair.config.to_dict(),
+           "source": dict(source or {}),
+           "networks": {name: network_record(net) for name, net in pair.networks().items()}}
+    return atomic_save(obj, path, overwrite=overwrite)
+
+
+def is_compressed_file(obj: dict) -> bool:
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def load_compressed(path: str | Path) -> ModelPair:
+    """Rebuild a compressed pair written by `save_compressed`."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure to read is one line
+        raise CheckpointError(f"{path}: not a readable compressed model ({type(e).__name__})") from None
+    if not is_compressed_file(obj):
+        raise CheckpointError(f"{path}: not a compressed model of format {FORMAT!r}")
+    nets = {}
+    for name, rec in obj["networks"].items():
+        kind = KINDS.get(rec.get("kind"))
+        if kind is None:
+            raise CheckpointError(f"{path}: {name} network has unknown kind {rec.get('kind')!r}")
+        if kind.name == "nerf":
+            nets[name] = build_network(rec["state"], NeRFConfig.from_dict(rec["settings"]["config"]),
+                                       f"{path} [{name}]")
+            continue
+        module = kind.rebuild(rec["settings"])
+        try:
+            module.load_state_dict(rec["state"])
+        except (RuntimeError, KeyError) as e:
+            first = str(e).strip().splitlines()[0]
+            raise CheckpointError(f"{path}: {name} network does not match its recorded structure ({first[:160]})") from None
+        nets[name] = module.eval()
+    meta = {"compressor": obj["compressor"], "source": obj.get("source", {}), "checkpoint": str(path)}
+    return ModelPair(nets["coarse"], nets.get("fine"), NeRFConfig.from_dict(obj["config"]), meta)
+
+
+def load_any(path: str | Path) -> ModelPair:
+    """A float checkpoint (ours or nerf-pytorch) or a compressed model, whichever `path` holds."""
+    from nerf_eval.checkpoint import load_checkpoint
+
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+    except Exception:  # noqa: BLE001 - read_checkpoint below reports it properly
+        obj = None
+    if is_compressed_file(obj):
+        return load_compressed(path)
+    return load_checkpoint(path)
