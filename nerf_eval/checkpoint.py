@@ -76,6 +76,14 @@ def save_checkpoint(path: str | Path, pair: ModelPair, global_step: int = 0, met
     return atomic_save(obj, path, overwrite=overwrite)
 
 
+def _unpickler_reason(message: str) -> str:
+    """The informative line of torch's weights-only refusal (the text around it is generic advice)."""
+    m = re.search(r"WeightsUnpickler error:(.*)", message, flags=re.S)
+    text = m.group(1) if m else message
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "unpickling failed")
+    return first.split(" Please use")[0][:200]
+
+
 def read_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint dict safely (weights only), with one-line errors for every failure."""
     path = Path(path)
@@ -86,8 +94,11 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unpickling failed"
-        raise CheckpointError(f"{path}: refused to load (weights_only=True): {first[:200]}") from None
+        reason = _unpickler_reason(str(e))
+        if reason.startswith("Unsupported global"):
+            raise CheckpointError(f"{path}: refused to load (weights_only=True): it holds pickled code "
+                                  f"({reason})") from None
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({reason})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({first[:200]})") from None
@@ -98,6 +109,11 @@ def read_checkpoint(path: str | Path) -> dict:
 
 def infer_config(state: dict[str, torch.Tensor], where: str) -> NeRFConfig:
     """Recover the NeRF sizes from a nerf-pytorch state dict (depth, widths, skips, encodings)."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{where}: not a state dict of tensors ({type(state).__name__})")
+    not_matrix = [k for k, v in state.items() if k.endswith(".weight") and v.ndim != 2]
+    if not_matrix:
+        raise CheckpointError(f"{where}: {not_matrix[0]} is not a 2-D weight matrix")
     idx = sorted(int(m.group(1)) for k in state if (m := re.fullmatch(r"pts_linears\.(\d+)\.weight", k)))
     if not idx or idx != list(range(len(idx))):
         raise CheckpointError(f"{where}: no consecutive pts_linears.N.weight entries; not a NeRF MLP")
@@ -116,6 +132,11 @@ def infer_config(state: dict[str, torch.Tensor], where: str) -> NeRFConfig:
             raise CheckpointError(f"{where}: pts_linears.{i} takes {extra + widths[i - 1]} inputs, "
                                   f"expected {widths[i - 1]} or {widths[i - 1] + input_ch}")
     use_viewdirs = "views_linears.0.weight" in state
+    heads = ("feature_linear.weight", "alpha_linear.weight") if use_viewdirs else ("output_linear.weight",)
+    if any(h not in state for h in heads):
+        raise CheckpointError(f"{where}: missing {[h for h in heads if h not in state]}; not a NeRF MLP")
+    if state[heads[-1]].shape[1] == widths[-1] + input_ch:
+        skips.append(len(idx) - 1)  # skip concatenation after the last layer feeds the heads
     kw: dict[str, Any] = dict(depth=len(idx), width=widths[0], skips=tuple(skips), multires=multires,
                               use_viewdirs=use_viewdirs)
     if len(set(widths)) > 1:
@@ -175,7 +196,10 @@ def load_checkpoint(path: str | Path) -> ModelPair:
     fine_state = obj.get("network_fine_state_dict")
     if fine_state is not None:
         if "fine_config" in obj:
-            fine_config = NeRFConfig.from_dict(obj["fine_config"])
+            try:
+                fine_config = NeRFConfig.from_dict(obj["fine_config"])
+            except (TypeError, ValueError) as e:
+                raise CheckpointError(f"{path}: bad 'fine_config' entry ({e})") from None
         elif "config" in obj:
             fine_config = config
         else:

@@ -225,6 +225,9 @@ def cmd_evaluate(args) -> int:
         indices = scene.subset(args.split, views)
     except (KeyError, ValueError) as e:
         raise NerfEvalError(f"{args.scene}: {e.args[0]}") from None
+    if not indices:
+        raise NerfEvalError(f"{args.scene}: split {args.split!r} has no views")
+    sha256 = file_hash(args.checkpoint)
     settings = RenderSettings(n_coarse=args.n_coarse, n_fine=args.n_fine, white_bkgd=scene.white_bkgd,
                               chunk=args.chunk)
     start = time.perf_counter()
@@ -238,7 +241,7 @@ def cmd_evaluate(args) -> int:
         _save_renders(result.renders, args.save)
     if args.json is not None:
         doc = {
-            "checkpoint": str(args.checkpoint), "checkpoint_sha256": file_hash(args.checkpoint),
+            "checkpoint": str(args.checkpoint), "checkpoint_sha256": sha256,
             "scene": {"spec": str(args.scene), "name": scene.name, "source": scene.source, "split": args.split,
                       "width": scene.width, "height": scene.height, "scale": args.scale, "near": scene.near,
                       "far": scene.far, "ndc": scene.ndc},

@@ -23,4 +23,4 @@ def positional_encoding(x: torch.Tensor, n_freqs: int, include_input: bool = Tru
         xf = x.unsqueeze(-2) * freqs.unsqueeze(-1)  # (..., L, D)
         sc = torch.stack([torch.sin(xf), torch.cos(xf)], dim=-2)  # (..., L, 2, D)
         parts.append(sc.flatten(-3))
-    return torch.cat(parts, dim=-1)
+    return torch.cat(parts, dim=-1) if parts else x[..., :0]

@@ -101,7 +101,13 @@ def load_blender(root: str | Path, white_bkgd: bool = True, half_res: bool = Fal
                 dpath = root / frame["depth_file_path"]
                 if not dpath.exists():
                     raise SceneError(f"{dpath}: depth file not found")
-                depths.append(np.load(dpath).astype(np.float32))
+                try:
+                    depth = np.load(dpath, allow_pickle=False).astype(np.float32)
+                except (ValueError, OSError, EOFError) as e:
+                    raise SceneError(f"{dpath}: not a readable .npy depth map ({type(e).__name__})") from None
+                if depth.shape != img.shape[:2]:
+                    raise SceneError(f"{dpath}: depth map has shape {depth.shape}, image is {img.shape[:2]}")
+                depths.append(depth)
         splits[split] = list(range(start, len(images)))
     if not images:
         raise SceneError(f"{root}: no frames in any transforms file")
@@ -111,7 +117,7 @@ def load_blender(root: str | Path, white_bkgd: bool = True, half_res: bool = Fal
     scene = Scene(name=root.name, images=torch.from_numpy(np.stack(images)), poses=torch.from_numpy(np.stack(poses)),
                   focal=focal, near=float(near if near is not None else (meta_near if meta_near is not None else 2.0)),
                   far=float(far if far is not None else (meta_far if meta_far is not None else 6.0)),
-                  splits=splits, white_bkgd=white_bkgd, depths=depth_t, source=str(root.resolve()),
+                  splits=splits, white_bkgd=white_bkgd, depths=depth_t, source=f"blender:{root.resolve().name}",
                   meta={"camera_angle_x": angle})
     return scene.rescaled(0.5) if half_res else scene
 

@@ -128,5 +128,5 @@ def load_llff(root: str | Path, factor: int = 8, recenter: bool = True, bd_facto
     near, far = (0.0, 1.0) if ndc else (float(bounds.min()) * 0.9, float(bounds.max()))
     return Scene(name=root.name, images=torch.from_numpy(np.stack(images)).float(),
                  poses=torch.from_numpy(c2w).float(), focal=focal, near=near, far=far, splits=splits,
-                 white_bkgd=False, ndc=ndc, source=str(root.resolve()),
+                 white_bkgd=False, ndc=ndc, source=f"llff:{root.resolve().name}",
                  meta={"factor": factor, "scale": scale, "bounds": [float(bounds.min()), float(bounds.max())]})

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from nerf_eval.errors import SceneError
-from nerf_eval.scenes.procedural import _splits
+from nerf_eval.scenes.procedural import holdout_splits
 from nerf_eval.scenes.scene import Scene
 
 KEYS = ("images", "poses", "focal")
@@ -74,4 +74,4 @@ def load_npz(path: str | Path, near: float = 2.0, far: float = 6.0, white_bkgd: 
         raise SceneError(f"{path}: need 0 <= near < far, got near={near:g}, far={far:g}")
     return Scene(name=path.stem, images=torch.from_numpy(np.ascontiguousarray(imgs)),
                  poses=torch.from_numpy(poses.astype(np.float32)), focal=focal_v, near=float(near),
-                 far=float(far), splits=_splits(len(images)), white_bkgd=white_bkgd, source=str(path.resolve()))
+                 far=float(far), splits=holdout_splits(len(images)), white_bkgd=white_bkgd, source=f"npz:{path.name}")

@@ -280,7 +280,8 @@ def _poses(spec: ProceduralSpec, rng: np.random.Generator) -> np.ndarray:
     return np.stack(poses)
 
 
-def _splits(n: int) -> dict[str, list[int]]:
+def holdout_splits(n: int) -> dict[str, list[int]]:
+    """Deterministic split of n views: test every 10th from 5, val every 20th from 0, train the rest."""
     test = list(range(5, n, 10))
     val = list(range(0, n, 20))
     train = [i for i in range(n) if i not in test and i not in val]
@@ -304,6 +305,6 @@ def make_scene(name: str, seed: int = 0, size: int | None = None) -> tuple[Scene
         images.append(rgb)
         depths.append(t)
     scene = Scene(name=name, images=torch.stack(images).float(), poses=poses, focal=focal, near=spec.near,
-                  far=spec.far, splits=_splits(spec.n_views), white_bkgd=True, depths=torch.stack(depths).float(),
+                  far=spec.far, splits=holdout_splits(spec.n_views), white_bkgd=True, depths=torch.stack(depths).float(),
                   source=f"builtin:{name}:seed={seed}" + (f":size={size}" if size != spec.size else ""), meta={"seed": seed, "camera_angle_x": spec.camera_angle_x})
     return scene, analytic
