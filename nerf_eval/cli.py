@@ -119,7 +119,8 @@ def _add_evaluate(sub) -> None:
 
     d = RenderSettings()
     p = sub.add_parser("evaluate", help="render views of a scene with a checkpoint and measure them")
-    p.add_argument("--checkpoint", required=True, type=Path, help="float checkpoint (.pt or nerf-pytorch .tar)")
+    p.add_argument("--checkpoint", required=True, type=Path,
+                   help="float checkpoint (.pt or nerf-pytorch .tar) or a compressed model from `compress`")
     p.add_argument("--scene", required=True, help="built-in name, Blender/LLFF directory or .npz")
     p.add_argument("--split", default="test", help="train, val, test or all (default: test)")
     p.add_argument("--views", default=None, help="positions within the split, e.g. 0,8,16 (default: all)")
@@ -213,13 +214,14 @@ def _save_renders(renders, out: Path) -> None:
 def cmd_evaluate(args) -> int:
     import time
 
-    from nerf_eval.checkpoint import file_hash, load_checkpoint
+    from nerf_eval.checkpoint import file_hash
+    from nerf_eval.compress.saved import load_any
     from nerf_eval.evaluate import evaluate
     from nerf_eval.render import RenderSettings
 
     views = _parse_views(args.views)
     _check_evaluate_args(args)
-    pair = load_checkpoint(args.checkpoint)
+    pair = load_any(args.checkpoint)
     scene = _evaluation_scene(args)
     try:
         indices = scene.subset(args.split, views)
@@ -258,10 +260,175 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _add_compress(sub) -> None:
+    p = sub.add_parser("compress", help="compress a checkpoint with a registered compressor and save it")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--scene", required=True, help="scene whose training views give the calibration rays")
+    p.add_argument("--compressor", required=True, help="registered name, e.g. int8-ptq-both or prune-activation:0.3")
+    p.add_argument("--out", required=True, type=Path, help="file to write (loadable by evaluate)")
+    p.add_argument("--calibration-rays", type=int, default=4096)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="overwrite --out")
+    p.set_defaults(func=cmd_compress)
+
+
+def cmd_compress(args) -> int:
+    import time
+
+    from nerf_eval.checkpoint import file_hash, load_checkpoint
+    from nerf_eval.compress import get_compressor, serialized_size
+    from nerf_eval.compress.saved import save_compressed
+    from nerf_eval.scenes import load_scene
+
+    if args.out.exists() and not args.force:
+        raise NerfEvalError(f"{args.out}: file exists; refusing to overwrite it (use --force)")
+    compressor = get_compressor(args.compressor)
+    pair = load_checkpoint(args.checkpoint)
+    scene = load_scene(args.scene)
+    calibration = scene.sample_rays(args.calibration_rays, "train", args.seed)
+    t0 = time.perf_counter()
+    small = compressor.compress(pair, calibration)
+    elapsed = time.perf_counter() - t0
+    save_compressed(args.out, small, args.compressor, overwrite=args.force,
+                    source={"checkpoint": str(args.checkpoint), "sha256": file_hash(args.checkpoint),
+                            "scene": str(args.scene), "calibration_rays": args.calibration_rays, "seed": args.seed})
+    print(json.dumps({"out": str(args.out), "compressor": args.compressor, "compress_s": round(elapsed, 2),
+                      "size_bytes": serialized_size(small), "fp32_size_bytes": serialized_size(pair)}))
+    return 0
+
+
+def _add_render(sub) -> None:
+    p = sub.add_parser("render", help="render a camera path (orbit or spiral) to a GIF or PNG frames")
+    p.add_argument("--checkpoint", required=True, type=Path, help="float or compressed model")
+    p.add_argument("--scene", required=True, help="gives the cameras (intrinsics, bounds, path)")
+    p.add_argument("--out", required=True, type=Path, help="a .gif file, or a directory for PNG frames")
+    p.add_argument("--frames", type=int, default=40)
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--fps", type=float, default=12.0)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_render)
+
+
+def cmd_render(args) -> int:
+    from dataclasses import replace
+
+    import imageio.v3 as iio
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from nerf_eval.camera_path import camera_path
+    from nerf_eval.compress.saved import load_any
+    from nerf_eval.evaluate import render_view
+    from nerf_eval.scenes import load_scene
+
+    gif = args.out.suffix.lower() == ".gif"
+    if gif and args.out.exists() and not args.force:
+        raise NerfEvalError(f"{args.out}: file exists; refusing to overwrite it (use --force)")
+    if not gif:
+        _check_out_dir(args.out, args.force)
+    if args.frames < 1:
+        raise NerfEvalError(f"--frames {args.frames}: need at least one frame")
+    pair = load_any(args.checkpoint)
+    scene = load_scene(args.scene).rescaled(args.scale)
+    path = camera_path(scene, args.frames)
+    cams = replace(scene, poses=path, images=scene.images[:1].expand(len(path), -1, -1, -1), depths=None)
+    frames = []
+    for i in tqdm(range(len(path)), desc="render", unit="frame"):
+        rgb = render_view(pair, cams, i).rgb.clamp(0, 1).numpy()
+        frames.append((rgb * 255.0 + 0.5).astype(np.uint8))
+    if gif:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        iio.imwrite(args.out, np.stack(frames), duration=1000.0 / args.fps, loop=0)
+    else:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for i, f in enumerate(frames):
+            iio.imwrite(args.out / f"frame_{i:03d}.png", f)
+    print(f"wrote {len(frames)} frames to {args.out}")
+    return 0
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="fp32 vs compressors side by side: results.md/json, grid.png, tradeoff.png")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--scene", required=True)
+    p.add_argument("--compressors", default="*", help="comma-separated names or globs (default: all registered)")
+    p.add_argument("--out", required=True, type=Path, help="report directory")
+    p.add_argument("--views", default=None, help="test-split positions (default: all test views)")
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--calibration-rays", type=int, default=4096)
+    p.add_argument("--latency-rays", type=int, default=2048, help="fixed ray batch timed for each variant")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_report)
+
+
+def _grid_data(scene, results, renders) -> dict:
+    """Ground truth and renders of the fp32 worst view and a typical (median-PSNR) view."""
+    import numpy as np
+
+    base = next(r for r in results if r.name == "fp32")
+    order = sorted(range(len(base.views)), key=lambda k: base.per_view[k]["psnr"])
+    picks = list(dict.fromkeys([base.views[order[0]], base.views[order[len(order) // 2]]]))
+    out = {"gt": {v: scene.images[v].numpy() for v in picks}, "views": picks, "renders": {},
+           "gt_depth": {v: scene.depths[v].numpy() for v in picks} if scene.depths is not None else None}
+    for name, rends in renders.items():
+        out["renders"][name] = {r.index: {"rgb": r.rgb.numpy(), "depth": r.depth.numpy()}
+                                for r in rends if r.index in picks}
+    return out
+
+
+def cmd_report(args) -> int:
+    from nerf_eval.checkpoint import file_hash, load_checkpoint
+    from nerf_eval.compress import REGISTRY
+    from nerf_eval.experiment import run_variants
+    from nerf_eval.render import RenderSettings
+    from nerf_eval.report import write_report
+    from nerf_eval.scenes import load_scene
+
+    if args.out.exists() and any(args.out.iterdir()) and not args.force:
+        raise NerfEvalError(f"{args.out}: report directory exists and is not empty; refusing to overwrite (use --force)")
+    names = REGISTRY.select([n.strip() for n in args.compressors.split(",") if n.strip()])
+    pair = load_checkpoint(args.checkpoint)
+    scene = load_scene(args.scene).rescaled(args.scale)
+    try:
+        views = scene.subset("test", _parse_views(args.views))
+    except (KeyError, ValueError) as e:
+        raise NerfEvalError(f"{args.scene}: {e.args[0]}") from None
+    calibration = scene.sample_rays(args.calibration_rays, "train", 0)
+    latency = scene.rays(views[0])[: args.latency_rays]
+    settings = RenderSettings(white_bkgd=scene.white_bkgd)
+    results, renders = run_variants(pair, scene, names, views, calibration, settings, latency, args.repeats)
+    meta = {"checkpoint": str(args.checkpoint), "sha256": file_hash(args.checkpoint)[:16], "scene": str(args.scene),
+            "resolution": f"{scene.width}x{scene.height}", "views": len(views), "samples": "64+128",
+            "latency_rays": len(latency)}
+    write_report([r.to_dict() for r in results], args.out, meta, _grid_data(scene, results, renders),
+                 overwrite=args.force, title=f"fp32 vs compressors on {scene.name}")
+    print((args.out / "results.md").read_text())
+    return 0
+
+
+def _add_card(sub) -> None:
+    p = sub.add_parser("card", help="measure a trained run on its test views and write model_card.md/json")
+    p.add_argument("run_dir", type=Path, help="directory holding checkpoint.pt")
+    p.add_argument("--scene", required=True)
+    p.add_argument("--command", required=True, dest="train_command", help="the training command, for the record")
+    p.add_argument("--views", default=None, help="test-split positions (default: all)")
+    p.set_defaults(func=cmd_card)
+
+
+def cmd_card(args) -> int:
+    from nerf_eval.card import build_card, card_markdown, write_card
+
+    card = build_card(args.run_dir / "checkpoint.pt", args.scene, args.train_command, _parse_views(args.views))
+    write_card(card, args.run_dir)
+    print(card_markdown(card))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nerf-eval", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_scene, _add_train, _add_evaluate):
+    for add in (_add_scene, _add_train, _add_evaluate, _add_compress, _add_render, _add_report, _add_card):
         add(sub)
     return parser
 

@@ -1,0 +1,74 @@
+"""compress / render / report subcommands on a tiny model and a tiny built-in scene."""
+
+from __future__ import annotations
+
+import json
+
+import imageio.v3 as iio
+import pytest
+import torch
+
+from nerf_eval.checkpoint import save_checkpoint
+from nerf_eval.cli import main
+from nerf_eval.compress.saved import load_any
+from nerf_eval.model import ModelPair, NeRFConfig
+from nerf_eval.scenes.blender import write_blender
+from nerf_eval.scenes.procedural import make_scene
+
+TINY = NeRFConfig(depth=3, width=32, skips=(1,), multires=4, multires_views=2, view_width=16)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tools")
+    scene, _ = make_scene("object", size=8)
+    write_blender(scene, root / "scene")
+    ckpt = save_checkpoint(root / "tiny.pt", ModelPair.create(TINY, seed=1))
+    return root, ckpt, root / "scene"
+
+
+def test_compress_writes_a_model_evaluate_can_load(tiny, capsys):
+    root, ckpt, scene = tiny
+    out = root / "bf16.pt"
+    assert main(["compress", "--checkpoint", str(ckpt), "--scene", str(scene), "--compressor", "bf16",
+                 "--out", str(out), "--calibration-rays", "64"]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["size_bytes"] < 0.6 * info["fp32_size_bytes"]
+    pair = load_any(out)
+    assert next(pair.coarse.parameters()).dtype == torch.bfloat16
+    assert main(["evaluate", "--checkpoint", str(out), "--scene", str(scene), "--views", "0",
+                 "--n-coarse", "8", "--n-fine", "8", "--no-flip"]) == 0
+    assert main(["compress", "--checkpoint", str(ckpt), "--scene", str(scene), "--compressor", "bf16",
+                 "--out", str(out)]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_compress_unknown_compressor_is_one_line(tiny, capsys):
+    root, ckpt, scene = tiny
+    assert main(["compress", "--checkpoint", str(ckpt), "--scene", str(scene), "--compressor", "int3-magic",
+                 "--out", str(root / "x.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "int3-magic: unknown compressor" in err and len(err.splitlines()) == 1
+
+
+def test_render_gif(tiny):
+    root, ckpt, scene = tiny
+    out = root / "path.gif"
+    assert main(["render", "--checkpoint", str(ckpt), "--scene", str(scene), "--out", str(out), "--frames", "3"]) == 0
+    frames = iio.imread(out, index=None)
+    assert frames.shape[0] == 3 and frames.shape[1:3] == (8, 8)
+
+
+def test_report_writes_tables_and_plots(tiny):
+    root, ckpt, scene = tiny
+    out = root / "report"
+    assert main(["report", "--checkpoint", str(ckpt), "--scene", str(scene), "--compressors", "fp16,bf16",
+                 "--out", str(out), "--calibration-rays", "32", "--latency-rays", "16", "--repeats", "1"]) == 0
+    for name in ("results.md", "results.json", "grid.png", "tradeoff.png"):
+        assert (out / name).stat().st_size > 0
+    rows = json.loads((out / "results.json").read_text())["results"]
+    assert [r["name"] for r in rows] == ["fp32", "fp16", "bf16"]
+    assert rows[2]["size_bytes"] < rows[0]["size_bytes"]
+    assert "| bf16 |" in (out / "results.md").read_text()
+    assert main(["report", "--checkpoint", str(ckpt), "--scene", str(scene), "--compressors", "bf16",
+                 "--out", str(out)]) == 2
