@@ -60,11 +60,11 @@ def build_pipeline(spec: str, registry: Registry = REGISTRY) -> Pipeline:
     chain = spec[len("pipeline:"):] if spec.startswith("pipeline:") else spec
     parts = [p.strip() for p in chain.split(SEPARATOR)]
     if not chain or any(not p for p in parts):
-        raise CompressorError(f"{spec}: a pipeline is compressor names joined by '+', e.g. "
+        raise CompressorError(f"{spec or 'pipeline:'}: a pipeline is compressor names joined by '+', e.g. "
                               "prune-activation:0.3+int8-ptq-both")
     nested = [p for p in parts if p.split(":", 1)[0] == "pipeline"]
     if nested:
-        raise CompressorError(f"{spec}: a pipeline stage cannot itself be a pipeline ({nested[0]})")
+        raise CompressorError(f"{spec or 'pipeline:'}: a pipeline stage cannot itself be a pipeline ({nested[0]})")
     return Pipeline([registry.get(p) for p in parts])
 
 

@@ -1,0 +1,51 @@
+"""Benchmark targets: every built-in scene and the real lego capture that ships a finished checkpoint.
+
+A checkpoint counts as shipped once its model card exists (training writes checkpoint.pt from the first
+minutes on; the card is written when training is done and measured). Targets without one skip with a
+reason. Passing --nerf-scene or --nerf-checkpoint measures that one target instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import pytest_nerfcompress
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = {  # target name: (scene spec, run directory)
+    "object": ("object", "checkpoints/object"),
+    "forward": ("forward", "checkpoints/forward"),
+    "lego": ("../shared/data/lego_200", "checkpoints/lego"),
+}
+
+
+def _explicit_target(config: pytest.Config) -> bool:
+    return any(config.getoption(opt) or config.getini(opt) for opt in ("nerf_scene", "nerf_checkpoint"))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "shipped_target" in metafunc.fixturenames:
+        names = ["cli"] if _explicit_target(metafunc.config) else list(SHIPPED)
+        metafunc.parametrize("shipped_target", names, scope="session", indirect=True)
+
+
+@pytest.fixture(scope="session")
+def shipped_target(request: pytest.FixtureRequest, nerf_options) -> pytest_nerfcompress.Target:
+    if request.param == "cli":
+        return pytest_nerfcompress.Target.from_options(nerf_options)
+    scene, run_dir = SHIPPED[request.param]
+    run = ROOT / run_dir
+    if not (run / "model_card.json").exists():
+        pytest.skip(f"{request.param}: no finished checkpoint ({run_dir}/model_card.json missing; "
+                    f"train it with `nerf-eval train --scene {scene} --out {run_dir}`)")
+    if scene.startswith("../") and not (ROOT / scene).exists():
+        pytest.skip(f"{request.param}: scene data {scene} not found")
+    return pytest_nerfcompress.Target(scene, run / "checkpoint.pt", name=request.param)
+
+
+@pytest.fixture(scope="session")
+def nerf_target(shipped_target: pytest_nerfcompress.Target) -> pytest_nerfcompress.Target:
+    """The plugin's target fixture, overridden to run once per shipped scene."""
+    return shipped_target

@@ -1,0 +1,177 @@
+"""The objects the `nerf_evaluator` and `nerf_gate` fixtures return, bound to one test.
+
+The evaluator measures a model (quality, size, latency) and publishes the record: into the test's
+`user_properties` (for the summary, also across pytest-xdist workers) and, when the test uses
+pytest-benchmark's `benchmark`, into its `extra_info` so saved runs keep it. The gate applies the
+thresholds (option < compressor registration < marker < call) and the saved-run comparison.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import TYPE_CHECKING, Any, Callable
+
+import pytest
+
+from pytest_nerfcompress.fixtures import one_line_errors
+from pytest_nerfcompress.gates import GateError, GateSpec, Outcome, check_saved
+from pytest_nerfcompress.record import EXTRA_INFO_KEY, Record, publish
+from pytest_nerfcompress.storage import SavedRunError, compare_request
+
+if TYPE_CHECKING:
+    from nerf_eval.model import ModelPair
+    from pytest_nerfcompress.session import NerfSession
+    from pytest_nerfcompress.workbench import CompressedModel, Workbench
+
+
+class NerfCompressWarning(UserWarning):
+    """A check that could not be made (no comparable saved run, latency not measurable)."""
+
+
+def benchmark_of(request: pytest.FixtureRequest) -> Any | None:
+    """The test's pytest-benchmark fixture, if the test requested it."""
+    if "benchmark" not in request.fixturenames:
+        return None
+    return request.getfixturevalue("benchmark")
+
+
+class Evaluator:
+    """`nerf_evaluator(model)` -> Record with PSNR, SSIM, FLIP, worst view, depth error, size, latency.
+
+    `model` is what `nerf_compressed` returns, or a bare ModelPair (then pass `name=`)."""
+
+    def __init__(self, request: pytest.FixtureRequest, workbench: "Workbench") -> None:
+        self.request = request
+        self.workbench = workbench
+
+    @staticmethod
+    def unpack(model: "CompressedModel | ModelPair", name: str | None) -> tuple["ModelPair", str]:
+        pair = getattr(model, "pair", model)
+        return pair, name or getattr(model, "name", None) or "model"
+
+    def __call__(self, model: "CompressedModel | ModelPair", latency: bool = True,
+                 name: str | None = None) -> Record:
+        """Measure `model`; with `latency=False` skip the timing (e.g. when `benchmark` times it)."""
+        pair, name = self.unpack(model, name)
+        with one_line_errors(self.workbench.target.name, self.request.node, name):
+            record = self.workbench.record(name, pair)
+            if latency:
+                record.latency_s = self.workbench.latency(pair)
+            self.publish(record)
+        return record
+
+    @property
+    def baseline(self) -> Record:
+        """The fp32 reference record (quality and size; latency via `latency`)."""
+        return dataclasses.replace(self.workbench.baseline)
+
+    def latency(self, model: "CompressedModel | ModelPair") -> float | None:
+        """Seconds to render the fixed latency batch (min over rounds); None under pytest-xdist."""
+        return self.workbench.latency(self.unpack(model, None)[0])
+
+    def render_batch(self, model: "CompressedModel | ModelPair") -> Callable[[], dict]:
+        """A no-argument function that renders the latency batch: `benchmark(nerf_evaluator.render_batch(m))`."""
+        return self.workbench.render_latency_batch(self.unpack(model, None)[0])
+
+    def baseline_for(self, record: Record) -> Record:
+        """The fp32 record, with its latency measured when `record` has one (speed-up needs both)."""
+        base = self.baseline
+        if record.latency_s is not None:
+            base.latency_s = self.workbench.baseline_latency()
+        return base
+
+    def publish(self, record: Record) -> None:
+        base = self.baseline_for(record)
+        publish(self.request.node, {"kind": "record", "target": record.target, "name": record.name,
+                               "record": record.to_dict(), "baseline": base.to_dict()})
+        bench = benchmark_of(self.request)
+        if bench is not None:
+            bench.extra_info[EXTRA_INFO_KEY] = record.to_dict()
+
+
+def benchmark_latency(bench: Any) -> float | None:
+    """The minimum round time pytest-benchmark measured (None when it did not time anything)."""
+    stats = getattr(getattr(bench, "stats", None), "stats", None)
+    return getattr(stats, "min", None)
+
+
+class Gate:
+    """`nerf_gate(record, *limits, **thresholds)` applies every gate to `record` and fails the test
+    with one line per violated threshold; returns the Outcome when it passes."""
+
+    def __init__(self, request: pytest.FixtureRequest, evaluator: Evaluator, session: "NerfSession") -> None:
+        self.request = request
+        self.evaluator = evaluator
+        self.session = session
+
+    def spec(self, record: Record, limits: tuple[str, ...] = (), thresholds: dict | None = None) -> GateSpec:
+        """Option/ini gates, then the compressor's registered gates, then markers, then the call."""
+        spec = self.session.default_gates
+        declared = self.evaluator.workbench.declared_gates.get(record.name, {})
+        spec = spec.merged(GateSpec.parse(keywords=declared, where=f"{record.name}: registered gates"))
+        for mark in reversed(list(self.request.node.iter_markers("nerf_gate"))):
+            spec = spec.merged(GateSpec.parse(mark.args, mark.kwargs, where="@pytest.mark.nerf_gate"))
+        return spec.merged(GateSpec.parse(limits, thresholds, where="nerf_gate()"))
+
+    def __call__(self, record: Record, *limits: str, **thresholds: float) -> Outcome:
+        bench = benchmark_of(self.request)
+        if record.latency_s is None and bench is not None:
+            record.latency_s = benchmark_latency(bench)
+        skipped: list[str] = []
+        try:
+            spec = self.spec(record, limits, thresholds)
+        except GateError as e:  # a misspelt gate must fail, not pass unchecked
+            message = str(e) if str(e).startswith(record.name) else f"{record.name}: {e}"
+            outcome = Outcome(failures=[message])
+        else:
+            with one_line_errors(record.target, self.request.node, record.name):
+                base = self.evaluator.baseline_for(record)
+            outcome = spec.check(record.name, vars(record), vars(base), self.evaluator.workbench.timing_note)
+            if bench is not None:
+                outcome.extend(self.saved_run_checks(record, skipped))
+        with one_line_errors(record.target, self.request.node, record.name):
+            self.evaluator.publish(record)
+        publish(self.request.node, {"kind": "gate", "target": record.target, "name": record.name,
+                               "failures": outcome.failures, "warnings": outcome.warnings,
+                               "checked": outcome.checked, "skipped": skipped})
+        for line in outcome.warnings:
+            warnings.warn(NerfCompressWarning(line), stacklevel=2)
+        if outcome.failures:
+            pytest.fail("\n".join(outcome.failures), pytrace=False)
+        if skipped:
+            pytest.skip("; ".join(skipped))
+        return outcome
+
+    def saved_run_checks(self, record: Record, skipped: list[str]) -> Outcome:
+        """Compare with the run --benchmark-compare names; a missing or incomparable baseline follows
+        --nerf-missing-baseline (warn, fail or skip), never a silent pass."""
+        out = Outcome()
+        compare = compare_request(self.request.config)
+        if compare is None:
+            return out
+        policy = self.session.options.missing_baseline
+
+        def missing(message: str) -> None:
+            {"warn": out.warnings, "fail": out.failures, "skip": skipped}[policy].append(message)
+
+        try:
+            runs = self.session.saved_runs(compare)
+        except SavedRunError as e:
+            out.failures.append(f"{record.name}: {e}")
+            return out
+        if not runs:
+            which = "" if compare is True else f" matching {compare!r}"
+            missing(f"{record.name}: no saved benchmark run{which} to compare with (--benchmark-compare); "
+                    "quality not compared")
+        nodeid = self.request.node.nodeid
+        for run in runs:
+            saved = run.quality(nodeid)
+            if saved is None:
+                missing(f"{record.name}: saved run {run.source} has no quality metrics for {nodeid}")
+            elif (reason := record.mismatch(saved)) is not None:
+                missing(f"{record.name}: not compared with saved run {run.source}: {reason}")
+            else:
+                out.extend(check_saved(record.name, vars(record), saved, run.source, self.session.tolerances))
+        return out
+

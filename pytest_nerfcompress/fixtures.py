@@ -1,0 +1,141 @@
+"""The plugin's fixtures. Expensive ones are session-scoped and backed by one Workbench per target.
+
+Each fixture's docstring is its usage. Modules that import torch are imported inside the fixtures, so
+loading the plugin costs nothing to test suites that never use them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any, Iterator
+
+import pytest
+
+from pytest_nerfcompress.options import NerfOptions
+from pytest_nerfcompress.record import publish
+from pytest_nerfcompress.session import STASH_KEY, NerfSession
+from pytest_nerfcompress.target import Target
+
+if TYPE_CHECKING:
+    from nerf_eval.model import ModelPair
+    from nerf_eval.render import Rays
+    from nerf_eval.scenes import Scene
+    from pytest_nerfcompress.checks import Evaluator, Gate
+    from pytest_nerfcompress.workbench import CompressedModel, Workbench
+
+
+def nerf_session(config: pytest.Config) -> NerfSession:
+    return config.stash[STASH_KEY]
+
+
+@contextlib.contextmanager
+def one_line_errors(target: str = "", node: Any = None, name: str = "") -> Iterator[None]:
+    """Bad input (NerfEvalError) fails the test with its one-line message (no chained traceback);
+    a missing default checkpoint skips it. `target` names the target for the summary's error row,
+    which is attached to `node` (a test item) right away when given."""
+    from nerf_eval.errors import NerfEvalError
+    from pytest_nerfcompress.workbench import CheckpointMissing
+
+    try:
+        yield
+    except CheckpointMissing as e:
+        raise pytest.skip.Exception(str(e)) from None
+    except NerfEvalError as e:
+        if node is not None:
+            publish(node, {"kind": "error", "target": target, "name": name, "message": str(e)})
+        failure = pytest.fail.Exception(str(e), pytrace=False)
+        failure.nerf_target = target
+        raise failure from None
+
+
+@pytest.fixture(scope="session")
+def nerf_options(pytestconfig: pytest.Config) -> NerfOptions:
+    """The resolved --nerf-* options (command line over ini over defaults)."""
+    return nerf_session(pytestconfig).options
+
+
+@pytest.fixture(scope="session")
+def nerf_target(nerf_options: NerfOptions) -> Target:
+    """The scene and checkpoint to measure; override it (parametrized) to run several scenes."""
+    return Target.from_options(nerf_options)
+
+
+@pytest.fixture(scope="session")
+def nerf_workbench(pytestconfig: pytest.Config, nerf_target: Target) -> "Workbench":
+    """The session's cached data and models for `nerf_target` (what the other fixtures read)."""
+    return nerf_session(pytestconfig).workbench(nerf_target)
+
+
+@pytest.fixture(scope="session")
+def nerf_scene(nerf_workbench: "Workbench") -> "Scene":
+    """The target's scene at --nerf-scale: `nerf_scene.images[nerf_workbench.views]`."""
+    with one_line_errors():
+        return nerf_workbench.scene
+
+
+@pytest.fixture(scope="session")
+def nerf_pair(nerf_workbench: "Workbench") -> "ModelPair":
+    """The fp32 coarse/fine pair loaded from the target's checkpoint (do not modify it)."""
+    with one_line_errors():
+        return nerf_workbench.pair
+
+
+@pytest.fixture(scope="session")
+def nerf_calibration_rays(nerf_workbench: "Workbench") -> "Rays":
+    """--nerf-calibration-rays rays from training views (seeded), as compressors receive them."""
+    with one_line_errors():
+        return nerf_workbench.calibration_rays
+
+
+@pytest.fixture(scope="session")
+def nerf_latency_rays(nerf_workbench: "Workbench") -> "Rays":
+    """The fixed batch of --nerf-latency-rays test-view rays that every latency is measured on."""
+    with one_line_errors():
+        return nerf_workbench.latency_rays
+
+
+@pytest.fixture(scope="session")
+def nerf_compressor(request: pytest.FixtureRequest) -> Any:
+    """One compressor per test, parametrized over --nerf-compressors (default: all registered);
+    the test id is the compressor's name."""
+    from pytest_nerfcompress.registry import Choice
+
+    session = nerf_session(request.config)
+    choice = getattr(request, "param", None)
+    if choice is None:
+        pytest.fail("nerf_compressor: not parametrized (the plugin parametrizes it; check that the test "
+                    "module is collected with the plugin loaded)", pytrace=False)
+    with one_line_errors():
+        if not isinstance(choice, Choice):  # a name given with @pytest.mark.parametrize(..., indirect=True)
+            _, registry = session.registries().for_path(None, request.config.hook)
+            choice = Choice(str(choice), "", registry)
+        return session.registries().build(choice, request)
+
+
+@pytest.fixture(scope="session")
+def nerf_compressed(pytestconfig: pytest.Config, nerf_compressor: Any,
+                    nerf_workbench: "Workbench") -> "CompressedModel":
+    """The compressor's output on `nerf_pair` (built once per compressor per session):
+    `.name`, `.pair` (a ModelPair), `.gates`, `.compress_seconds`."""
+    name = nerf_session(pytestconfig).registries().name_of(nerf_compressor)
+    with one_line_errors(nerf_workbench.target.name):
+        return nerf_workbench.compressed(name, nerf_compressor)
+
+
+@pytest.fixture
+def nerf_evaluator(request: pytest.FixtureRequest, nerf_workbench: "Workbench") -> "Evaluator":
+    """`record = nerf_evaluator(nerf_compressed)` measures PSNR, SSIM, FLIP, worst view, depth error,
+    size and latency (`latency=False` to skip timing); `nerf_evaluator.baseline` is fp32's record."""
+    from pytest_nerfcompress.checks import Evaluator
+
+    return Evaluator(request, nerf_workbench)
+
+
+@pytest.fixture
+def nerf_gate(request: pytest.FixtureRequest, nerf_evaluator: "Evaluator") -> "Gate":
+    """`nerf_gate(record)` fails the test if a gate is violated; gates come from --nerf-gate /
+    --nerf-max-psnr-drop, the compressor's registration, `@pytest.mark.nerf_gate(...)` and the call
+    (`nerf_gate(record, "psnr>=30", psnr_drop=0.3)`), later ones overriding earlier ones."""
+    from pytest_nerfcompress.checks import Gate
+
+    return Gate(request, nerf_evaluator, nerf_session(request.config))

@@ -1,0 +1,189 @@
+"""Command-line options and ini keys of the plugin, and their resolved values for one session.
+
+Every option `--nerf-x-y` has the ini key `nerf_x_y`; the command line wins over the ini file, and
+`--nerf-quick` changes only the defaults (an explicit value always wins). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+DEFAULT_SCENE = "object"
+CHECKPOINT_PATTERN = "checkpoints/{scene}/checkpoint.pt"
+MISSING_BASELINE_POLICIES = ("warn", "fail", "skip")
+
+# name: (help, normal default, quick default); all are plain strings on the command line.
+VALUE_OPTIONS: dict[str, tuple[str, str, str]] = {
+    "scene": ("scene: built-in name, Blender/LLFF directory or .npz file", DEFAULT_SCENE, DEFAULT_SCENE),
+    "checkpoint": ("float checkpoint of the scene (relative paths: to the rootdir)", "", ""),
+    "compressors": ("compressors to run: comma-separated names or globs", "", ""),
+    "views": ("test views: a count (spread over the test split), positions '0,8' or 'all'", "2", "1"),
+    "scale": ("resolution scale of the evaluation views, in (0, 1]", "0.5", "0.5"),
+    "samples": ("coarse,fine samples per ray for evaluation and latency", "64,128", "64,128"),
+    "max-psnr-drop": ("default gate: allowed PSNR drop in dB below fp32 in the same run", "", ""),
+    "report-dir": ("write results.json and the rendered views here", "", ""),
+    "latency-rays": ("rays in the fixed latency batch", "1024", "256"),
+    "latency-rounds": ("timed rounds per latency measurement (the minimum is kept)", "3", "1"),
+    "calibration-rays": ("calibration rays (training views) handed to compressors", "4096", "1024"),
+    "missing-baseline": ("what a --benchmark-compare without a comparable saved benchmark does: "
+                         "warn, fail or skip", "warn", "warn"),
+}
+SHOWN_DEFAULTS = {"checkpoint": "checkpoints/<scene name>/checkpoint.pt", "compressors": "all registered",
+                  "max-psnr-drop": "no gate", "report-dir": "no report"}
+LIST_OPTIONS: dict[str, str] = {
+    "gate": "default gate, repeatable: 'psnr_drop=0.3', 'size_ratio=0.5', 'psnr>=30', 'size<=2MB'",
+    "compare-fail": "quality regression vs the --benchmark-compare run, repeatable: 'psnr:0.1', "
+                    "'ssim:0.005', 'size:2%%' (default psnr:0.1 and size:0)",
+}
+
+
+def ini_name(option: str) -> str:
+    return "nerf_" + option.replace("-", "_")
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register the options under their own group, each with a matching ini key."""
+    group = parser.getgroup("nerfcompress", "NeRF compression benchmarks and quality gates")
+    for name, (text, normal, quick) in VALUE_OPTIONS.items():
+        shown = SHOWN_DEFAULTS.get(name, normal)
+        extra = f", quick: {quick}" if quick != normal else ""
+        group.addoption(f"--nerf-{name}", dest=ini_name(name), default=None, metavar="VALUE",
+                        help=f"{text} (default: {shown}{extra}; ini: {ini_name(name)})")
+        parser.addini(ini_name(name), text.replace("%%", "%"), type="string", default="")
+    for name, text in LIST_OPTIONS.items():
+        group.addoption(f"--nerf-{name}", dest=ini_name(name), action="append", default=None,
+                        metavar="EXPR", help=f"{text} (ini: {ini_name(name)}, one per line)")
+        parser.addini(ini_name(name), text.replace("%%", "%"), type="linelist", default=[])
+    group.addoption("--nerf-quick", dest="nerf_quick", action="store_true", default=None,
+                    help="quick mode: fewer views, a smaller latency batch, one timed round (ini: nerf_quick)")
+    parser.addini("nerf_quick", "quick mode (see --nerf-quick)", type="bool", default=False)
+
+
+@dataclass(frozen=True)
+class NerfOptions:
+    """The resolved settings of one session, with the place each path is relative to."""
+
+    scene: str
+    checkpoint: Path
+    checkpoint_is_default: bool
+    compressors: tuple[str, ...]
+    views: str
+    scale: float
+    n_coarse: int
+    n_fine: int
+    max_psnr_drop: float | None
+    report_dir: Path | None
+    latency_rays: int
+    latency_rounds: int
+    calibration_rays: int
+    missing_baseline: str
+    gates: tuple[str, ...]
+    compare_fail: tuple[str, ...]
+    quick: bool
+
+
+def _raw(config: pytest.Config, name: str, quick: bool) -> tuple[str, str]:
+    """(value, where it came from: 'cli', 'ini' or 'default')."""
+    key = ini_name(name)
+    value = config.getoption(key)
+    if value is not None:
+        return str(value), "cli"
+    value = config.getini(key)
+    if value:
+        return str(value), "ini"
+    _, normal, quick_default = VALUE_OPTIONS[name]
+    return (quick_default if quick else normal), "default"
+
+
+def _number(name: str, value: str, kind: type, low: float, high: float | None = None):
+    try:
+        x = kind(value)
+    except ValueError:
+        raise pytest.UsageError(f"--nerf-{name}={value!r}: not a {kind.__name__}") from None
+    if x < low or (high is not None and x > high):
+        bound = f"in ({low}, {high}]" if high is not None else f">= {low}"
+        raise pytest.UsageError(f"--nerf-{name}={value!r}: must be {bound}")
+    return x
+
+
+def _path(config: pytest.Config, value: str, where: str) -> Path:
+    """A path from the command line is relative to the invocation directory, from ini or the
+    defaults to the rootdir (pytest's own convention for ini paths)."""
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        return p
+    base = config.invocation_params.dir if where == "cli" else config.rootpath
+    return base / p
+
+
+def resolve(config: pytest.Config) -> NerfOptions:
+    """Read every option (command line over ini over defaults) and check its form."""
+    quick = bool(config.getoption("nerf_quick") or config.getini("nerf_quick"))
+    raw = {name: _raw(config, name, quick) for name in VALUE_OPTIONS}
+    scene, scene_where = raw["scene"]
+    if "/" in scene or scene.endswith(".npz") or Path(scene).suffix:
+        scene = str(_path(config, scene, scene_where))
+    ckpt, ckpt_where = raw["checkpoint"]
+    if not ckpt:
+        ckpt = CHECKPOINT_PATTERN.format(scene=scene_name(scene))
+    samples = raw["samples"][0].split(",")
+    if len(samples) != 2:
+        raise pytest.UsageError(f"--nerf-samples={raw['samples'][0]!r}: expected 'COARSE,FINE', e.g. 64,128")
+    n_coarse = _number("samples", samples[0], int, 1)
+    n_fine = _number("samples", samples[1], int, 0)
+    policy = raw["missing-baseline"][0]
+    if policy not in MISSING_BASELINE_POLICIES:
+        raise pytest.UsageError(f"--nerf-missing-baseline={policy!r}: choose one of "
+                                f"{', '.join(MISSING_BASELINE_POLICIES)}")
+    drop = raw["max-psnr-drop"][0]
+    report = raw["report-dir"]
+    lists = {}
+    for name in LIST_OPTIONS:
+        cli = config.getoption(ini_name(name))
+        lists[name] = tuple(cli if cli is not None else config.getini(ini_name(name)))
+    return NerfOptions(
+        scene=scene,
+        checkpoint=_path(config, ckpt, ckpt_where),
+        checkpoint_is_default=ckpt_where == "default",
+        compressors=tuple(s.strip() for s in raw["compressors"][0].split(",") if s.strip()),
+        views=raw["views"][0].strip(),
+        scale=_number("scale", raw["scale"][0], float, 0.0, 1.0),
+        n_coarse=n_coarse,
+        n_fine=n_fine,
+        max_psnr_drop=_number("max-psnr-drop", drop, float, 0.0) if drop else None,
+        report_dir=_path(config, report[0], report[1]) if report[0] else None,
+        latency_rays=_number("latency-rays", raw["latency-rays"][0], int, 1),
+        latency_rounds=_number("latency-rounds", raw["latency-rounds"][0], int, 1),
+        calibration_rays=_number("calibration-rays", raw["calibration-rays"][0], int, 1),
+        missing_baseline=policy,
+        gates=lists["gate"],
+        compare_fail=lists["compare-fail"],
+        quick=quick,
+    )
+
+
+def scene_name(spec: str) -> str:
+    """A short name for a scene spec: the built-in name, or the directory/file name without suffix."""
+    return Path(spec).stem if ("/" in spec or Path(spec).suffix) else spec
+
+
+def parse_views(spec: str, n_test: int) -> list[int]:
+    """Positions in the test split: 'all', a count N (spread evenly) or a list 'i,j,...'.
+
+    A single position is written with a trailing comma ('5,') to tell it from a count."""
+    spec = spec.strip()
+    if spec == "all":
+        return list(range(n_test))
+    try:
+        if "," in spec:
+            return [int(s) for s in spec.split(",") if s.strip()]
+        count = int(spec)
+    except ValueError:
+        raise ValueError(f"--nerf-views={spec!r}: expected a count, positions like '0,8' or 'all'") from None
+    if count < 1:
+        raise ValueError(f"--nerf-views={spec!r}: need at least one view")
+    count = min(count, n_test)
+    return sorted({round(i * (n_test - 1) / max(count - 1, 1)) for i in range(count)}) if count > 1 else [n_test // 2]

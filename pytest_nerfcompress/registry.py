@@ -1,0 +1,180 @@
+"""The compressors a session runs: nerf_eval's registry plus the three ways users add their own.
+
+1. `@pytest_nerfcompress.compressor(...)` in a conftest.py (a function, Compressor or fixture);
+2. the hook `pytest_nerfcompress_register(registry, config)` in a conftest or plugin;
+3. the entry-point group `nerfcompress.compressors` of an installed package, whose objects are a
+   Compressor (or a Compressor class), or a function taking the registry.
+The global `nerf_eval.compress.REGISTRY` is never modified: each session works on a copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.metadata
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pytest
+
+from nerf_eval.compress import REGISTRY, Compressor, FunctionCompressor, Registry
+from nerf_eval.errors import CompressorError
+from nerf_eval.model import ModelPair
+from nerf_eval.render import Rays
+from pytest_nerfcompress.declare import declarations, fixture_name
+
+ENTRY_POINT_GROUP = "nerfcompress.compressors"
+SKIPPED_MODULES = ("_pytest.", "pytest_nerfcompress.", "pluggy", "xdist.", "pytest_benchmark.")
+
+
+@dataclass
+class FixtureCompressor:
+    """Stands in the registry for a compressor that a pytest fixture provides."""
+
+    name: str
+    fixture: str
+    gates: dict[str, float] = field(default_factory=dict)
+    description: str = ""
+
+    def compress(self, pair: ModelPair, calibration: Rays) -> ModelPair:
+        raise CompressorError(f"{self.name}: provided by the fixture {self.fixture!r}; use it through "
+                              "the nerf_compressor fixture")
+
+
+def as_compressor(name: str, value: Any, gates: Mapping[str, float], where: str) -> Compressor:
+    """A Compressor named `name` from a Compressor object or a function (pair, calibration)."""
+    if isinstance(value, Compressor) and not isinstance(value, type):
+        return FunctionCompressor(name, value.compress, {**dict(value.gates or {}), **gates},
+                                  getattr(value, "description", ""))
+    if callable(value):
+        return FunctionCompressor(name, value, dict(gates))
+    raise CompressorError(f"{name}: {where} gave {type(value).__name__}, not a Compressor or a function "
+                          "(pair, calibration) -> ModelPair")
+
+
+def install(registry: Registry, obj: Any, origin: str) -> None:
+    """Add an entry point's object: a Compressor, a Compressor class, or a function(registry)."""
+    if isinstance(obj, type) and isinstance(obj, Compressor):
+        obj = obj()
+    if isinstance(obj, Compressor):
+        registry.add(obj)
+    elif callable(obj):
+        obj(registry)
+    else:
+        raise CompressorError(f"{origin}: {type(obj).__name__} is neither a Compressor nor a function "
+                              "taking the registry")
+
+
+def load_entry_points(registry: Registry) -> None:
+    """Install every object of the `nerfcompress.compressors` entry-point group."""
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        origin = f"entry point {ep.name!r} ({ep.value}) in group {ENTRY_POINT_GROUP}"
+        try:
+            install(registry, ep.load(), origin)
+        except CompressorError as e:
+            raise CompressorError(f"{origin}: {e}") from None
+        except Exception as e:  # a broken third-party package: name it, keep the message to one line
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise CompressorError(f"{origin} failed to load: {type(e).__name__}: {first}") from None
+
+
+def base_registry() -> Registry:
+    """A copy of nerf_eval's registry with the entry-point compressors added."""
+    registry = copy.deepcopy(REGISTRY)
+    load_entry_points(registry)
+    return registry
+
+
+def applicable_modules(config: pytest.Config, path: Path | None) -> list[types.ModuleType]:
+    """Plugin modules whose declarations apply to tests at `path`: conftests in its directory or
+    above (every conftest when `path` is None), and all other plugin modules."""
+    mods = []
+    for plugin in config.pluginmanager.get_plugins():
+        if not isinstance(plugin, types.ModuleType) or plugin.__name__.startswith(SKIPPED_MODULES):
+            continue
+        file = getattr(plugin, "__file__", None)
+        if file and Path(file).name == "conftest.py" and path is not None:
+            if not Path(path).resolve().is_relative_to(Path(file).resolve().parent):
+                continue
+        mods.append(plugin)
+    return sorted(mods, key=lambda m: (getattr(m, "__file__", None) or "", m.__name__))
+
+
+def add_declared(registry: Registry, modules: Iterable[types.ModuleType]) -> None:
+    """Register the objects marked with `@compressor` in `modules`."""
+    for module in modules:
+        for decl, obj in declarations(module):
+            where = getattr(module, "__file__", module.__name__)
+            fixture = fixture_name(obj)
+            if decl.name in registry:
+                raise CompressorError(f"{decl.name}: declared in {where}, but a compressor of that name is "
+                                      "already registered")
+            if fixture is not None:
+                stand_in = FixtureCompressor(decl.name, fixture, dict(decl.gates), decl.description)
+                registry.register(decl.name, lambda _p, c=stand_in: c, (None,), decl.description)
+            else:
+                registry.add(as_compressor(decl.name, obj, decl.gates, f"{where}: {decl.name}"))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One compressor a test runs. Equality (which pytest's fixture cache uses) is by name and by the
+    registry's scope, so same-named compressors from different conftests stay apart."""
+
+    name: str
+    scope: str
+    registry: Registry = field(compare=False, hash=False, repr=False)
+
+    def build(self, request: pytest.FixtureRequest) -> Compressor:
+        comp = self.registry.get(self.name)
+        if isinstance(comp, FixtureCompressor):
+            value = request.getfixturevalue(comp.fixture)
+            comp = as_compressor(self.name, value, comp.gates, f"fixture {comp.fixture!r}")
+        return comp
+
+
+class Registries:
+    """Per-session: the base registry (built once) and one registry per set of applicable conftests."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self._base: Registry | None = None
+        self._scoped: dict[str, Registry] = {}
+        self._built: dict[Choice, Compressor] = {}
+        self._names: dict[int, str] = {}
+
+    def base(self) -> Registry:
+        if self._base is None:
+            self._base = base_registry()
+        return self._base
+
+    def for_path(self, path: Path | None, hook: Any) -> tuple[str, Registry]:
+        """(scope key, registry) for tests at `path`, calling `hook` (the path's hook proxy)."""
+        modules = applicable_modules(self.config, path)
+        key = "|".join(getattr(m, "__file__", None) or m.__name__ for m in modules)
+        if key not in self._scoped:
+            registry = copy.deepcopy(self.base())
+            hook.pytest_nerfcompress_register(registry=registry, config=self.config)
+            add_declared(registry, modules)
+            self._scoped[key] = registry
+        return key, self._scoped[key]
+
+    def build(self, choice: Choice, request: pytest.FixtureRequest) -> Compressor:
+        """The compressor of `choice`, built once per session (so its compressed model is too)."""
+        if choice not in self._built:
+            comp = choice.build(request)
+            self._built[choice] = comp
+            self._names[id(comp)] = choice.name
+        return self._built[choice]
+
+    def name_of(self, compressor: Compressor) -> str:
+        """The name a built compressor was selected by (e.g. 'prune:0.3'), which the test id shows."""
+        return self._names.get(id(compressor), getattr(compressor, "name", "compressor"))
+
+    def choices(self, path: Path | None, hook: Any, patterns: Iterable[str]) -> list[Choice]:
+        """The selected compressors (all registered ones when `patterns` is empty)."""
+        key, registry = self.for_path(path, hook)
+        patterns = list(patterns)
+        names = registry.select(patterns) if patterns else registry.available()
+        return [Choice(name, key, registry) for name in names]

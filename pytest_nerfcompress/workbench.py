@@ -1,0 +1,269 @@
+"""Everything measured on one target, built once per session and cached: the scene, the fp32 pair,
+calibration and latency rays, each compressed model, and each model's evaluation record.
+
+A thin layer over nerf_eval: loading, compressing, rendering and metrics are the library's; this module
+adds validation of what compressors return, caching and timing. All failures are NerfEvalError
+subclasses with one-line messages naming the scene, checkpoint or compressor.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from nerf_eval.checkpoint import file_hash, load_checkpoint
+from nerf_eval.compress import Compressor, serialized_size
+from nerf_eval.errors import CheckpointError, CompressorError, NerfEvalError, SceneError
+from nerf_eval.evaluate import evaluate
+from nerf_eval.model import ModelPair
+from nerf_eval.render import Rays, RenderSettings, render_chunked
+from nerf_eval.scenes import Scene, load_scene
+from pytest_nerfcompress.cache import EvalCache, digest, model_fingerprint, tensors_fingerprint, write_npz
+from pytest_nerfcompress.options import NerfOptions, parse_views
+from pytest_nerfcompress.record import Record
+from pytest_nerfcompress.target import Target
+
+REFERENCE = "fp32 (reference)"
+PROBE_ROWS = 4
+
+
+class CheckpointMissing(CheckpointError):
+    """The default checkpoint does not exist yet (the tests that need it are skipped)."""
+
+
+@dataclass
+class CompressedModel:
+    """A compressor's output on the target's fp32 pair, with its name and default gates."""
+
+    name: str
+    pair: ModelPair
+    compressor: Compressor = field(repr=False)
+    gates: dict[str, float] = field(default_factory=dict)
+    compress_seconds: float = 0.0
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:300]
+
+
+def check_compressed(name: str, out: object) -> ModelPair:
+    """Refuse what the renderer cannot use: not a ModelPair, or a network that does not map
+    (N, C) fp32 encoded inputs to (N, 4) fp32 raw outputs."""
+    if not isinstance(out, ModelPair):
+        raise CompressorError(f"{name}: compress returned {type(out).__name__}, expected a ModelPair")
+    width = out.config.input_ch + out.config.input_ch_views
+    probe = torch.zeros(PROBE_ROWS, width)
+    for role, net in out.networks().items():
+        try:
+            with torch.inference_mode():
+                raw = net(probe)
+        except Exception as e:  # any failure of user code on a well-formed input
+            raise CompressorError(f"{name}: the compressed {role} network fails on a ({PROBE_ROWS}, {width}) "
+                                  f"input: {type(e).__name__}: {_first_line(e)}") from None
+        if not isinstance(raw, torch.Tensor):
+            raise CompressorError(f"{name}: the compressed {role} network returns {type(raw).__name__}, "
+                                  "expected a tensor")
+        if tuple(raw.shape) != (PROBE_ROWS, 4):
+            raise CompressorError(f"{name}: the compressed {role} network returns shape {tuple(raw.shape)} "
+                                  f"for {PROBE_ROWS} inputs, expected ({PROBE_ROWS}, 4)")
+        if raw.dtype != torch.float32:
+            raise CompressorError(f"{name}: the compressed {role} network returns {raw.dtype}, expected "
+                                  "torch.float32 (cast the output back)")
+    return out
+
+
+def safe_filename(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+class Workbench:
+    """One target's data and models; `timing_note` is None when latency may be measured, else why not."""
+
+    def __init__(self, target: Target, options: NerfOptions, cache: EvalCache,
+                 timing_note: str | None = None) -> None:
+        self.target = target
+        self.options = options
+        self.cache = cache
+        self.timing_note = timing_note
+        self._compressed: dict[int, tuple[Compressor, CompressedModel | CompressorError]] = {}
+        self._latency: dict[str, float] = {}
+        self.declared_gates: dict[str, dict[str, float]] = {}
+
+    @cached_property
+    def scene(self) -> Scene:
+        """The target's scene at the evaluation scale."""
+        spec = self.target.scene
+        try:
+            scene = load_scene(spec)
+        except NerfEvalError:
+            raise
+        except Exception as e:  # loaders may hit anything on a broken file; keep it to one line
+            raise SceneError(f"{spec}: cannot load scene ({type(e).__name__}: {_first_line(e)})") from None
+        try:
+            return scene.rescaled(self.options.scale)
+        except ValueError as e:
+            raise SceneError(f"{spec}: {e}") from None
+
+    @cached_property
+    def views(self) -> list[int]:
+        """Scene indices of the evaluated test views."""
+        scene = self.scene
+        if not scene.splits.get("test"):
+            raise SceneError(f"{self.target.scene}: the scene has no 'test' split to evaluate on")
+        try:
+            return scene.subset("test", parse_views(self.options.views, len(scene.splits["test"])))
+        except ValueError as e:
+            raise SceneError(f"{self.target.scene}: {e}") from None
+
+    @cached_property
+    def checkpoint_sha256(self) -> str:
+        self.pair  # noqa: B018  (raises the checkpoint's error first)
+        return file_hash(self.target.checkpoint)
+
+    @cached_property
+    def pair(self) -> ModelPair:
+        """The fp32 model pair of the target's checkpoint."""
+        path = Path(self.target.checkpoint)
+        if self.target.optional and not path.exists():
+            raise CheckpointMissing(f"{path}: checkpoint not found (train it with `nerf-eval train --scene "
+                                    f"{self.target.scene}` or pass --nerf-checkpoint)")
+        return load_checkpoint(path).eval()
+
+    @cached_property
+    def settings(self) -> RenderSettings:
+        return RenderSettings(n_coarse=self.options.n_coarse, n_fine=self.options.n_fine,
+                              white_bkgd=self.scene.white_bkgd)
+
+    @cached_property
+    def calibration_rays(self) -> Rays:
+        """Rays from training views, handed to compressors (seeded: the same every session)."""
+        split = "train" if self.scene.splits.get("train") else "all"
+        return self.scene.sample_rays(self.options.calibration_rays, split, seed=0)
+
+    @cached_property
+    def latency_rays(self) -> Rays:
+        """The fixed ray batch every latency is measured on (seeded, from test views)."""
+        return self.scene.sample_rays(self.options.latency_rays, "test", seed=1)
+
+    @cached_property
+    def scene_fingerprint(self) -> str:
+        s = self.scene
+        return tensors_fingerprint(s.images, s.poses, s.depths, torch.tensor([s.focal, s.near, s.far]))
+
+    @cached_property
+    def record_settings(self) -> dict:
+        """What a saved record must share with this run to be comparable."""
+        return {"views": self.views, "height": self.scene.height, "width": self.scene.width,
+                "samples": [self.settings.n_coarse, self.settings.n_fine]}
+
+    def compressed(self, name: str, compressor: Compressor) -> CompressedModel:
+        """The compressor's output on the fp32 pair, built and checked once per session (failures too)."""
+        key = id(compressor)
+        if key not in self._compressed:  # the entry keeps `compressor` alive, so its id stays unique
+            try:
+                result: CompressedModel | CompressorError = self._compress(name, compressor)
+            except CompressorError as e:
+                result = e
+            self._compressed[key] = (compressor, result)
+        result = self._compressed[key][1]
+        if isinstance(result, CompressorError):
+            raise result
+        return result
+
+    def _compress(self, name: str, compressor: Compressor) -> CompressedModel:
+        pair, calibration = self.pair, self.calibration_rays
+        before = model_fingerprint(pair)
+        start = time.perf_counter()
+        try:
+            out = compressor.compress(pair, calibration)
+        except NerfEvalError as e:
+            raise CompressorError(str(e) if str(e).startswith(name) else f"{name}: {e}") from None
+        except Exception as e:  # user code: report it in one line naming the compressor
+            raise CompressorError(f"{name}: compress raised {type(e).__name__}: {_first_line(e)}") from None
+        seconds = time.perf_counter() - start
+        if model_fingerprint(pair) != before:
+            del self.pair  # reload the untouched weights for the other compressors
+            raise CompressorError(f"{name}: compress modified the fp32 model in place; return a copy")
+        check_compressed(name, out)
+        gates = dict(getattr(compressor, "gates", None) or {})
+        self.declared_gates[name] = gates
+        return CompressedModel(name, out.eval(), compressor, gates, seconds)
+
+    def record(self, name: str, pair: ModelPair) -> Record:
+        """Quality on the evaluated views and serialized size of `pair` (rendered once, then cached)."""
+        key = digest({"checkpoint": self.checkpoint_sha256, "scene": self.scene_fingerprint,
+                      "settings": self.record_settings, "model": model_fingerprint(pair)})
+        hit = self.cache.get(key)
+        if hit is None:
+            try:
+                ev = evaluate(pair, self.scene, self.views, self.settings, progress=False)
+            except NerfEvalError:
+                raise
+            except Exception as e:  # a compressed network that breaks inside the renderer
+                raise CompressorError(f"{name}: rendering failed: {type(e).__name__}: {_first_line(e)}") from None
+            arrays = {"rgb": np.stack([r.rgb.numpy() for r in ev.renders]),
+                      "depth": np.stack([r.depth.numpy() for r in ev.renders]),
+                      "acc": np.stack([r.acc.numpy() for r in ev.renders])}
+            metrics = dict(ev.mean)
+            metrics["worst_view"] = self.views[int(metrics["worst_view"])]
+            self.cache.put(key, metrics, arrays)
+            hit = (metrics, arrays)
+        metrics, arrays = hit
+        if self.options.report_dir is not None:
+            self._write_renders(name, arrays)
+        return Record(
+            name=name, target=self.target.name, scene=str(self.target.scene),
+            checkpoint=str(self.target.checkpoint), checkpoint_sha256=self.checkpoint_sha256,
+            settings=self.record_settings, psnr=metrics.get("psnr"), ssim=metrics.get("ssim"),
+            flip=metrics.get("flip"), worst_psnr=metrics.get("worst_psnr"), worst_view=metrics.get("worst_view"),
+            depth_error=metrics.get("depth_error"), sharpness=metrics.get("sharpness"),
+            size_bytes=serialized_size(pair))
+
+    def _write_renders(self, name: str, arrays: dict[str, np.ndarray]) -> None:
+        out = Path(self.options.report_dir) / "renders" / safe_filename(self.target.name)
+        write_npz(out / f"{safe_filename(name)}.npz", {**arrays, "views": np.array(self.views)})
+        gt = out / "ground_truth.npz"
+        if not gt.exists():
+            depth = self.scene.depths[self.views].numpy() if self.scene.depths is not None else np.zeros(0)
+            write_npz(gt, {"rgb": self.scene.images[self.views].numpy(), "depth": depth,
+                           "views": np.array(self.views)})
+
+    @cached_property
+    def baseline(self) -> Record:
+        """The fp32 pair's record: what relative gates compare against."""
+        return self.record(REFERENCE, self.pair)
+
+    def render_latency_batch(self, pair: ModelPair) -> Callable[[], dict]:
+        """A no-argument function rendering the fixed latency batch (what `benchmark` should time)."""
+        rays, settings = self.latency_rays, self.settings
+        return lambda: render_chunked(pair, rays, settings)
+
+    def latency(self, pair: ModelPair, rounds: int | None = None) -> float | None:
+        """Minimum seconds over `rounds` timed renders of the latency batch (after one warm-up), or
+        None where timing is meaningless (see `timing_note`)."""
+        if self.timing_note is not None:
+            return None
+        run = self.render_latency_batch(pair)
+        run()
+        times = []
+        for _ in range(rounds or self.options.latency_rounds):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    def baseline_latency(self) -> float | None:
+        """Latency of the fp32 pair, measured once per session."""
+        if REFERENCE not in self._latency:
+            value = self.latency(self.pair)
+            if value is None:
+                return None
+            self._latency[REFERENCE] = value
+        return self._latency[REFERENCE]
