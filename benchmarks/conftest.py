@@ -7,13 +7,17 @@ reason. Passing --nerf-scene or --nerf-checkpoint measures that one target inste
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 import pytest_nerfcompress
 
 ROOT = Path(__file__).resolve().parents[1]
+# Benchmarks use every core (the root conftest keeps unit tests at one thread); NERF_BENCH_THREADS overrides.
+torch.set_num_threads(int(os.environ.get("NERF_BENCH_THREADS", os.cpu_count() or 1)))
 SHIPPED = {  # target name: (scene spec, run directory)
     "object": ("object", "checkpoints/object"),
     "forward": ("forward", "checkpoints/forward"),
