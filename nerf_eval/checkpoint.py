@@ -84,13 +84,13 @@ def _unpickler_reason(message: str) -> str:
     return first.split(" Please use")[0][:200]
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint dict safely (weights only), with one-line errors for every failure."""
+def load_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
+    """`torch.load(path, weights_only=True)` with a one-line CheckpointError for every failure."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise CheckpointError(f"{path}: no such {what} file")
     if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+        raise CheckpointError(f"{path}: is a directory, not a {what} file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -102,6 +102,15 @@ def read_checkpoint(path: str | Path) -> dict:
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({first[:200]})") from None
+    return obj
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint dict safely (weights only), with one-line errors for every failure."""
+    return _nerf_dict(path, load_torch_file(path))
+
+
+def _nerf_dict(path: str | Path, obj: Any) -> dict:
     if not isinstance(obj, dict) or "network_fn_state_dict" not in obj:
         raise CheckpointError(f"{path}: not a NeRF checkpoint (no 'network_fn_state_dict' entry)")
     return obj
@@ -180,7 +189,12 @@ def build_network(state: dict, config: NeRFConfig, where: str) -> NeRF:
 
 def load_checkpoint(path: str | Path) -> ModelPair:
     """Load a float model pair from this project's format or a nerf-pytorch `.tar`."""
-    obj = read_checkpoint(path)
+    return pair_from_checkpoint(path, load_torch_file(path))
+
+
+def pair_from_checkpoint(path: str | Path, obj: Any) -> ModelPair:
+    """Validate an already loaded checkpoint object and build its float pair (`path` names it in errors)."""
+    obj = _nerf_dict(path, obj)
     if obj.get("format", FORMAT) != FORMAT:
         raise CheckpointError(f"{path}: format {obj.get('format')!r} is not a float checkpoint "
                               f"(expected {FORMAT!r}); load compressed models with nerf_eval.compress.load_compressed")

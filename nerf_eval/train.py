@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from nerf_eval.checkpoint import atomic_save, build_network, read_checkpoint
+from nerf_eval.checkpoint import atomic_save, build_network, load_torch_file, read_checkpoint
 from nerf_eval.encoding import positional_encoding
 from nerf_eval.errors import CheckpointError
 from nerf_eval.model import ModelPair, NeRFConfig
@@ -183,10 +183,9 @@ class Trainer:
         state_path = path.with_name(STATE_FILE)
         if not state_path.exists():
             raise CheckpointError(f"{state_path}: missing; {path} alone holds no optimizer/random state to resume")
-        try:
-            state = torch.load(state_path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any failure to read is one message
-            raise CheckpointError(f"{state_path}: cannot read training state ({type(e).__name__})") from None
+        state = load_torch_file(state_path, "training state")
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{state_path}: not a training-state dict")
         if int(state.get("global_step", -1)) != int(obj.get("global_step", -2)):
             raise CheckpointError(f"{state_path}: is at step {state.get('global_step')} but {path} is at "
                                   f"step {obj.get('global_step')}; they do not belong together")

@@ -153,7 +153,8 @@ def _mixed_factory(param: str | None) -> FunctionCompressor:
     try:
         budget = MixedOptions.fidelity_db if param is None else float(param)
     except ValueError:
-        raise CompressorError(f"{spec}: the parameter is a fidelity budget in dB (e.g. mixed:40), got {param!r}") from None
+        raise CompressorError(f"{spec}: the parameter is a fidelity budget in dB (e.g. mixed:40), "
+                              f"got {param!r}") from None
     options = MixedOptions(fidelity_db=budget)
     return FunctionCompressor(spec, lambda pair, cal: mixed_pair(pair, cal, options, spec),
                               {"psnr_drop": 0.3, "worst_psnr_drop": 0.5},

@@ -348,25 +348,24 @@ def _global_counts(scores: Mapping[str, torch.Tensor], ratio: float, round_to: i
 # ---------------------------------------------------------------- slicing
 
 def refit_consumer(weight: torch.Tensor, bias: torch.Tensor, kept: torch.Tensor, moment: torch.Tensor,
-                   damping: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+                   rcond: float = 1e-10) -> tuple[torch.Tensor, torch.Tensor]:
     """Least-squares repair of a consumer after its producer loses units.
 
     `weight` (out, n) are the consumer's columns for the producer's n units, `kept` the surviving units,
     `moment` E[[a; 1][a; 1]^T] of the producer's activations. Returns new columns for the kept units and a
     new bias such that W_k a_k + b' best matches W a + b on the calibration data: each removed unit is
     replaced by its linear regression on the kept units and a constant (mean compensation is the special
-    case of regressing on the constant alone). Units that are zero or constant on the data are repaired
-    exactly. `damping` (relative to the mean diagonal) keeps the solve well posed when kept units are
-    dead or collinear."""
+    case of regressing on the constant alone). Units that are zero, constant or copies of kept units on
+    the data are repaired exactly. The normal equations are solved by SVD (singular values below `rcond`
+    times the largest are dropped), so dead or collinear kept units do no harm."""
     n = weight.shape[1]
-    removed = torch.ones(n, dtype=torch.bool)
+    removed = torch.ones(n + 1, dtype=torch.bool)
     removed[kept] = False
+    removed[n] = False
     rows = torch.cat([kept, torch.tensor([n])])
     m = moment.double()
-    lhs = m[rows][:, rows]
-    lhs = lhs + damping * lhs.diagonal().mean() * torch.eye(len(rows), dtype=torch.float64)
-    coef = torch.linalg.solve(lhs, m[rows][:, torch.cat([removed, torch.tensor([False])])])
-    delta = weight[:, removed].double() @ coef.T
+    coef = torch.linalg.lstsq(m[rows][:, rows], m[rows][:, removed], rcond=rcond, driver="gelsd").solution
+    delta = weight[:, removed[:n]].double() @ coef.T
     return (weight[:, kept].double() + delta[:, :-1]).float(), (bias.double() + delta[:, -1]).float()
 
 

@@ -8,10 +8,11 @@ quantized network still maps fp32 encoded inputs (N, C) to fp32 raw outputs (N, 
   the quantization parameters of both inputs of the skip and view concatenations. Weights are symmetric
   per output channel in [-127, 127] (the rule of `qmath`); activations are calibrated on the real MLP
   inputs that calibration rays produce (coarse samples for the coarse net, coarse+fine for the fine net).
-  The density/colour heads (4 outputs, a negligible share of the work) stay fp32 with fp32 outputs:
-  quantizing sigma and the rgb logits with one shared int8 scale is what turns views into garbage.
-  Measured on this project's CPU the FX route ran 3.4-4x faster than fp32 with no compile step;
-  PT2E + X86InductorQuantizer needed torch.compile with freezing (about 25 s) and ran about 3.1x.
+  The density/colour heads (4 outputs, a negligible share of the work) stay fp32 with fp32 outputs: an
+  int8 output would put the rgb logits on one grid with sigma, whose range is far wider.
+  Measured on this project's CPU (vanilla MLP, 65,536 points) the FX route ran 3.3x (2 threads, wall)
+  to 4.0x (1 thread, CPU time) faster than fp32 with no compile step; PT2E + X86InductorQuantizer
+  (torchao) needed torch.compile with freezing (about 25 s) and ran about 3.1x.
 - Dynamic int8 (`int8-dynamic`) quantizes weights ahead and activations per batch (torch.ao dynamic
   Linear); weight-only int8/int4 (`int8-weight-only`, `int4-weight`) store integer weights (int4 packed
   two per byte, one scale per group of inputs) and dequantize them on the fly: a size win only.
@@ -346,7 +347,8 @@ def static_int8_pair(pair: ModelPair, calibration: Rays, which: str = "both",
     plans = plans or {}
     unknown = set(plans) - set(pair.networks())
     if unknown:
-        raise CompressorError(f"{who}: plans name unknown networks {sorted(unknown)}; the pair has {list(pair.networks())}")
+        raise CompressorError(f"{who}: plans name unknown networks {sorted(unknown)}; "
+                              f"the pair has {list(pair.networks())}")
     for n, plan in plans.items():
         check_plan(pair.networks()[n], plan, who)
     inputs = calibration_inputs(pair, calibration, options, who)
@@ -371,7 +373,8 @@ def weight_only_pair(pair: ModelPair, calibration: Rays, bits: int, group_size: 
     check_calibration(calibration, who)
     check_float_pair(pair, who)
     nets = {n: weight_only_network(net, bits, group_size, who=who) for n, net in pair.networks().items()}
-    return pair_with_networks(pair, nets, {"method": who, "bits": bits, "group_size": group_size, "quantized": list(nets)})
+    info = {"method": who, "bits": bits, "group_size": group_size, "quantized": list(nets)}
+    return pair_with_networks(pair, nets, info)
 
 
 def _positive_int(param: str | None, default: int, spec: str, what: str) -> int:
@@ -434,10 +437,12 @@ def _int4_factory(param: str | None) -> FunctionCompressor:
 
 
 register("int8-dynamic", _dynamic_factory, description="dynamic int8: weights int8, activations quantized per batch")
-register("int8-weight-only", _weight_only_factory, description="int8 weights per channel, dequantized on the fly (size)")
+register("int8-weight-only", _weight_only_factory,
+         description="int8 weights per channel, dequantized on the fly (size)")
 register("int4-weight", _int4_factory, description="int4 weights packed two per byte, per-group scales "
                                                    "(parameter: group size, default 32)")
 
-__all__ = ["CalibrationOptions", "InputRecorder", "WeightOnlyLinear", "calibration_inputs", "check_float_network",
-           "default_plan", "dynamic_int8_network", "linear_layer_names", "record_network_inputs",
-           "static_int8_network", "static_int8_pair", "weight_only_network", "weight_only_pair"]
+__all__ = ["CalibrationOptions", "InputRecorder", "WeightOnlyLinear", "calibration_inputs", "cat_shared_qparams",
+           "check_float_network", "default_plan", "dynamic_int8_network", "linear_layer_names",
+           "pair_with_networks", "record_network_inputs", "static_int8_network", "static_int8_pair",
+           "weight_only_network", "weight_only_pair"]

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from nerf_eval.checkpoint import atomic_save, build_network
+from nerf_eval.checkpoint import atomic_save, build_network, load_torch_file, pair_from_checkpoint
 from nerf_eval.compress.cast import CastNetwork
 from nerf_eval.errors import CheckpointError
 from nerf_eval.model import ModelPair, NeRF, NeRFConfig
@@ -79,12 +79,10 @@ def is_compressed_file(obj: dict) -> bool:
 def load_compressed(path: str | Path) -> ModelPair:
     """Rebuild a compressed pair written by `save_compressed`."""
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure to read is one line
-        raise CheckpointError(f"{path}: not a readable compressed model ({type(e).__name__})") from None
+    return _rebuild(path, load_torch_file(path, "compressed model"))
+
+
+def _rebuild(path: Path, obj: Any) -> ModelPair:
     if not is_compressed_file(obj):
         raise CheckpointError(f"{path}: not a compressed model of format {FORMAT!r}")
     nets = {}
@@ -109,13 +107,6 @@ def load_compressed(path: str | Path) -> ModelPair:
 
 def load_any(path: str | Path) -> ModelPair:
     """A float checkpoint (ours or nerf-pytorch) or a compressed model, whichever `path` holds."""
-    from nerf_eval.checkpoint import load_checkpoint
-
     path = Path(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
-    except Exception:  # noqa: BLE001 - read_checkpoint below reports it properly
-        obj = None
-    if is_compressed_file(obj):
-        return load_compressed(path)
-    return load_checkpoint(path)
+    obj = load_torch_file(path)
+    return _rebuild(path, obj) if is_compressed_file(obj) else pair_from_checkpoint(path, obj)
