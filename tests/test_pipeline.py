@@ -36,7 +36,6 @@ def recording_registry(log: list) -> Registry:
             log.append((n, p, cal))
             return ModelPair(p.coarse, p.fine, p.config, {**p.meta, "trail": p.meta.get("trail", "") + n})
         reg.register(name, lambda _param, n=name, f=fn, g=gates: FunctionCompressor(n, f, g))
-    reg.register("pipeline", lambda spec: build_pipeline(spec or "", reg), defaults=())
     return reg
 
 
@@ -57,6 +56,7 @@ def test_name_and_gates_of_a_chain(pair):
     assert chain.gates == {"psnr_drop": 0.75}  # ssim_drop is ungated in b, so the chain leaves it ungated
     assert reg.get("a+c").gates == {}
     assert reg.get("pipeline:a+b").name == "a+b"
+    assert get_compressor("pipeline:fp16").name == "fp16"
     assert combined_gates([FunctionCompressor("x", lambda p, c: p, {"speedup": 2.0})]) == {}
 
 

@@ -222,12 +222,13 @@ def networks_with_duplicate_units(draw):
 
 @PROPERTY_SETTINGS
 @given(networks_with_duplicate_units())
-def test_least_squares_repair_removes_duplicate_units_without_changing_the_output(case):
+def test_least_squares_repair_removes_duplicate_units_without_changing_the_output_on_its_data(case):
+    """Exact on the calibration inputs; elsewhere only if the data pins the regression down (units active
+    on every calibration point are collinear there, so the minimum-norm fit may not be the copy)."""
     net, keep = case
     x = encoded_inputs(net.config, n=257, seed=3) * 2
     with torch.inference_mode(), record_activations(net, list(keep), gram=True) as stats:
         net(x)
     pruned = prune_network(net, keep, moments={k: s.second_moment() for k, s in stats.items()})
-    y = encoded_inputs(net.config, n=33, seed=4) * 2
     with torch.inference_mode():
-        torch.testing.assert_close(pruned(y), net(y), rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(pruned(x), net(x), rtol=1e-4, atol=1e-4)

@@ -83,8 +83,11 @@ class Registry:
         return spec.split(":", 1)[0] in self._entries
 
     def get(self, spec: str) -> Compressor:
-        # `a:p+b:q` is a composition; the registered `pipeline` factory builds it (compress/pipeline.py)
-        base, _, param = ("pipeline", "", spec) if "+" in spec else spec.partition(":")
+        if "+" in spec:  # a composition `a:p+b:q`, its stages looked up in this registry
+            from nerf_eval.compress.pipeline import build_pipeline  # imported here: pipeline imports base
+
+            return build_pipeline(spec, self)
+        base, _, param = spec.partition(":")
         if base not in self._entries:
             raise CompressorError(f"{spec}: unknown compressor; known: {', '.join(sorted(self._entries))}")
         comp = self._entries[base].factory(param or None)

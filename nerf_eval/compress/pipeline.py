@@ -3,8 +3,9 @@
 Example: `prune-activation:0.3+int8-ptq-both` prunes, then quantizes the smaller float model. Each stage
 is looked up in the registry by name, so any registered compressor can be a stage; every stage receives
 the same calibration rays. Order matters: pruning needs float NeRF networks, so it comes first.
-The registry builds pipelines through the `pipeline` entry: `get("a+b")` and `get("pipeline:a+b")` are
-the same compressor.
+`Registry.get` builds a pipeline for any name containing '+', taking the stages from that same registry
+(so a pytest session's copy sees its own compressors); the `pipeline` entry makes `pipeline:a+b` (the
+same compressor) and a one-stage `pipeline:a` valid names and describes the syntax.
 """
 
 from __future__ import annotations
