@@ -267,6 +267,8 @@ def _add_compress(sub) -> None:
     p.add_argument("--compressor", required=True, help="registered name, e.g. int8-ptq-both or prune-activation:0.3")
     p.add_argument("--out", required=True, type=Path, help="file to write (loadable by evaluate)")
     p.add_argument("--calibration-rays", type=int, default=4096)
+    p.add_argument("--finetune-steps", type=int, default=0,
+                   help="recovery fine-tune of a pruned (float) result on training rays, reported separately")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.set_defaults(func=cmd_compress)
@@ -288,10 +290,15 @@ def cmd_compress(args) -> int:
     calibration = scene.sample_rays(args.calibration_rays, "train", args.seed)
     t0 = time.perf_counter()
     small = compressor.compress(pair, calibration)
+    if args.finetune_steps:
+        from nerf_eval.compress.finetune import finetune
+
+        small = finetune(small, scene, args.finetune_steps, seed=args.seed, progress=True)
     elapsed = time.perf_counter() - t0
     save_compressed(args.out, small, args.compressor, overwrite=args.force,
                     source={"checkpoint": str(args.checkpoint), "sha256": file_hash(args.checkpoint),
-                            "scene": str(args.scene), "calibration_rays": args.calibration_rays, "seed": args.seed})
+                            "scene": str(args.scene), "calibration_rays": args.calibration_rays, "seed": args.seed,
+                            "finetune_steps": args.finetune_steps})
     print(json.dumps({"out": str(args.out), "compressor": args.compressor, "compress_s": round(elapsed, 2),
                       "size_bytes": serialized_size(small), "fp32_size_bytes": serialized_size(pair)}))
     return 0

@@ -72,3 +72,14 @@ def test_report_writes_tables_and_plots(tiny):
     assert "| bf16 |" in (out / "results.md").read_text()
     assert main(["report", "--checkpoint", str(ckpt), "--scene", str(scene), "--compressors", "bf16",
                  "--out", str(out)]) == 2
+
+
+def test_compress_prunes_and_finetunes(tiny, capsys):
+    root, ckpt, scene = tiny
+    out = root / "pruned.pt"
+    assert main(["compress", "--checkpoint", str(ckpt), "--scene", str(scene), "--compressor",
+                 "prune-activation:0.5:round=1", "--out", str(out), "--calibration-rays", "64",
+                 "--finetune-steps", "2"]) == 0
+    pair = load_any(out)
+    assert pair.coarse.config.widths == (16, 16, 16)
+    assert pair.meta["compressor"] == "prune-activation:0.5:round=1"

@@ -80,7 +80,7 @@ class Registry:
         self._entries.pop(name, None)
 
     def __contains__(self, spec: str) -> bool:
-        return spec.split(":", 1)[0] in self._entries
+        return all(stage.split(":", 1)[0] in self._entries for stage in spec.split("+"))
 
     def get(self, spec: str) -> Compressor:
         if "+" in spec:  # a composition `a:p+b:q`, its stages looked up in this registry
