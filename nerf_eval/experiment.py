@@ -7,7 +7,6 @@ deterministic (seeded calibration rays, deterministic rendering).
 
 from __future__ import annotations
 
-import statistics
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ from nerf_eval.evaluate import ViewRender, evaluate
 from nerf_eval.model import ModelPair, count_parameters
 from nerf_eval.render import Rays, RenderSettings, render_chunked
 from nerf_eval.scenes.scene import Scene
+from nerf_eval.throughput import median_time
 
 
 @dataclass
@@ -48,13 +48,7 @@ class VariantResult:
 
 def time_render(pair: ModelPair, rays: Rays, settings: RenderSettings, repeats: int = 3) -> float:
     """Median wall time (s) of a deterministic render of `rays` (one warm-up run first)."""
-    render_chunked(pair, rays[: min(len(rays), settings.chunk)], settings)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        render_chunked(pair, rays, settings)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_time(lambda: render_chunked(pair, rays, settings), repeats)
 
 
 def measure(name: str, pair: ModelPair, scene: Scene, views: list[int], settings: RenderSettings,

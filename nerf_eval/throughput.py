@@ -21,7 +21,8 @@ def mlp_flops_per_point(config: NeRFConfig) -> int:
     return sum(2 * m.in_features * m.out_features for m in net.modules() if isinstance(m, nn.Linear))
 
 
-def _median_time(fn, repeats: int) -> float:
+def median_time(fn, repeats: int) -> float:
+    """Median wall time (s) of `fn()` over `repeats` calls, after one untimed warm-up call."""
     fn()
     times = []
     for _ in range(repeats):
@@ -34,7 +35,7 @@ def _median_time(fn, repeats: int) -> float:
 def gemm_gflops(n: int = 65536, k: int = 256, m: int = 256, repeats: int = 5) -> float:
     """fp32 GEMM rate (GFLOP/s) for the MLP's typical shape (points x 256 @ 256 x 256)."""
     a, b = torch.randn(n, k), torch.randn(k, m)
-    t = _median_time(lambda: torch.mm(a, b), repeats)
+    t = median_time(lambda: torch.mm(a, b), repeats)
     return 2.0 * n * k * m / t / 1e9
 
 
@@ -42,5 +43,5 @@ def mlp_points_per_second(net: nn.Module, config: NeRFConfig, n_points: int = 65
     """Points/s of `net` on random encoded inputs of the width `config` implies."""
     x = torch.randn(n_points, config.input_ch + config.input_ch_views)
     with torch.inference_mode():
-        t = _median_time(lambda: net(x), repeats)
+        t = median_time(lambda: net(x), repeats)
     return n_points / t
