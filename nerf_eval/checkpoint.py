@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import warnings
 import re
 import tempfile
 from pathlib import Path
@@ -92,7 +93,9 @@ def load_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, not a {what} file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="TypedStorage is deprecated")  # torch's own qtensor loader
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         reason = _unpickler_reason(str(e))
         if reason.startswith("Unsupported global"):

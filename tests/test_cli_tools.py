@@ -83,3 +83,14 @@ def test_compress_prunes_and_finetunes(tiny, capsys):
     pair = load_any(out)
     assert pair.coarse.config.widths == (16, 16, 16)
     assert pair.meta["compressor"] == "prune-activation:0.5:round=1"
+
+
+def test_compress_saves_int8_that_evaluate_loads(tiny, capsys):
+    root, ckpt, scene = tiny
+    out = root / "int8.pt"
+    assert main(["compress", "--checkpoint", str(ckpt), "--scene", str(scene), "--compressor", "int8-ptq-both:64",
+                 "--out", str(out), "--calibration-rays", "64"]) == 0
+    capsys.readouterr()
+    assert load_any(out).meta["compressor"] == "int8-ptq-both:64"
+    assert main(["evaluate", "--checkpoint", str(out), "--scene", str(scene), "--views", "0",
+                 "--n-coarse", "8", "--n-fine", "8", "--no-flip"]) == 0

@@ -48,6 +48,7 @@ HEADS = ("alpha_linear", "rgb_linear", "output_linear")
 WHICH = ("both", "coarse", "fine")
 OBSERVERS = ("minmax", "histogram")
 CALIBRATION_CHUNK = 65536
+STATIC_INT8_META = "nerfcompress_static_int8"  # GraphModule.meta key: what rebuilds the module for loading
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,9 @@ def static_int8_network(net: nn.Module, inputs: torch.Tensor, plan: dict[str, st
                         observer: str = "minmax", who: str = "int8-ptq") -> nn.Module:
     """An int8 copy of float NeRF `net` calibrated on its recorded `inputs`; `plan` maps layers to int8/fp32.
 
-    Returns an FX GraphModule that takes and returns fp32 tensors (quantize/dequantize at its boundaries).
+    Returns an FX GraphModule that takes and returns fp32 tensors (quantize/dequantize at its boundaries);
+    its `meta[STATIC_INT8_META]` records the float config, plan and observer, which is what
+    `nerf_eval.compress.saved` needs to rebuild the same graph before loading a saved state.
     """
     check_float_network(net, who, "given")
     if inputs.dim() != 2 or inputs.shape[0] == 0:
@@ -242,7 +245,9 @@ def static_int8_network(net: nn.Module, inputs: torch.Tensor, plan: dict[str, st
             for s in range(0, inputs.shape[0], CALIBRATION_CHUNK):
                 prepared(inputs[s:s + CALIBRATION_CHUNK])
         quantized = convert_fx(prepared, backend_config=backend)
-    return _fast_cats(quantized).eval()
+    quantized = _fast_cats(quantized).eval()
+    quantized.meta[STATIC_INT8_META] = {"config": net.config.to_dict(), "plan": dict(plan), "observer": observer}
+    return quantized
 
 
 def dynamic_int8_network(net: nn.Module, plan: dict[str, str] | None = None, who: str = "int8-dynamic") -> nn.Module:

@@ -18,6 +18,8 @@ from torch import nn
 
 from nerf_eval.checkpoint import atomic_save, build_network, load_torch_file, pair_from_checkpoint
 from nerf_eval.compress.cast import CastNetwork
+from nerf_eval.compress.quantize import (STATIC_INT8_META, WeightOnlyLinear, dynamic_int8_network,
+                                         static_int8_network, weight_only_network)
 from nerf_eval.errors import CheckpointError
 from nerf_eval.model import ModelPair, NeRF, NeRFConfig
 
@@ -50,10 +52,59 @@ def _cast_rebuild(settings: dict) -> nn.Module:
     return CastNetwork(NeRF(NeRFConfig.from_dict(settings["config"])).to(dtype), dtype)
 
 
-register_kind(NetworkKind("nerf", lambda n: isinstance(n, NeRF), lambda n: {"config": n.config.to_dict()},
+def _linear_types(net: nn.Module) -> set[type]:
+    return {type(m) for m in net.modules() if not isinstance(m, (NeRF, nn.ModuleList))}
+
+
+def _is_float_nerf(net: nn.Module) -> bool:
+    return isinstance(net, NeRF) and _linear_types(net) <= {nn.Linear}
+
+
+def _is_static_int8(net: nn.Module) -> bool:
+    return isinstance(net, torch.fx.GraphModule) and STATIC_INT8_META in getattr(net, "meta", {})
+
+
+def _static_int8_rebuild(settings: dict) -> nn.Module:
+    """The same FX int8 graph, calibrated on stand-in inputs: `load_state_dict` then restores every
+    weight, scale and zero point."""
+    net = NeRF(NeRFConfig.from_dict(settings["config"]))
+    stand_in = torch.linspace(-1.0, 1.0, 16 * (net.input_ch + net.input_ch_views)).reshape(16, -1)
+    return static_int8_network(net, stand_in, settings["plan"], settings["observer"], "saved int8 model")
+
+
+def _is_dynamic_int8(net: nn.Module) -> bool:
+    return isinstance(net, NeRF) and nn.quantized.dynamic.Linear in _linear_types(net)
+
+
+def _dynamic_describe(net: NeRF) -> dict:
+    plan = {n: ("int8" if isinstance(m, nn.quantized.dynamic.Linear) else "fp32")
+            for n, m in net.named_modules() if isinstance(m, (nn.Linear, nn.quantized.dynamic.Linear))}
+    return {"config": net.config.to_dict(), "plan": plan}
+
+
+def _is_weight_only(net: nn.Module) -> bool:
+    return isinstance(net, NeRF) and WeightOnlyLinear in _linear_types(net)
+
+
+def _weight_only_describe(net: NeRF) -> dict:
+    layers = {n: m for n, m in net.named_modules() if isinstance(m, WeightOnlyLinear)}
+    first = next(iter(layers.values()))
+    plan = {n: ("int8" if n in layers else "fp32") for n, m in net.named_modules() if isinstance(m, (nn.Linear,
+                                                                                                    WeightOnlyLinear))}
+    return {"config": net.config.to_dict(), "plan": plan, "bits": first.bits, "group_size": first.group_size or None}
+
+
+register_kind(NetworkKind("nerf", _is_float_nerf, lambda n: {"config": n.config.to_dict()},
                           lambda s: NeRF(NeRFConfig.from_dict(s["config"]))))
-register_kind(NetworkKind("cast", lambda n: isinstance(n, CastNetwork) and isinstance(n.net, NeRF),
+register_kind(NetworkKind("cast", lambda n: isinstance(n, CastNetwork) and _is_float_nerf(n.net),
                           _cast_describe, _cast_rebuild))
+register_kind(NetworkKind("int8-static", _is_static_int8, lambda n: dict(n.meta[STATIC_INT8_META]),
+                          _static_int8_rebuild))
+register_kind(NetworkKind("int8-dynamic", _is_dynamic_int8, _dynamic_describe,
+                          lambda s: dynamic_int8_network(NeRF(NeRFConfig.from_dict(s["config"])), s["plan"])))
+register_kind(NetworkKind("weight-only", _is_weight_only, _weight_only_describe,
+                          lambda s: weight_only_network(NeRF(NeRFConfig.from_dict(s["config"])), s["bits"],
+                                                        s["group_size"], s["plan"])))
 
 
 def network_record(net: nn.Module) -> dict:
