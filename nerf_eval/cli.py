@@ -1,4 +1,4 @@
-"""`nerf-eval` command line: scene, train, evaluate, compress, render, report.
+"""`nerf-eval` command line: scene, train, evaluate, compress, autocompress, render, report, card.
 
 Every subcommand turns a bad input into one line on stderr and a non-zero exit code.
 """
@@ -414,6 +414,80 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _add_autocompress(sub) -> None:
+    p = sub.add_parser("autocompress", help="search pruning x precision compositions for the fastest (or smallest) "
+                                            "model within a PSNR budget; writes it and its Pareto front")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--scene", required=True, help="calibration rays from its train views, search on its val "
+                                                  "views, confirmation on its test views")
+    p.add_argument("--max-drop", type=float, default=0.3, help="PSNR budget in dB against fp32 (default 0.3)")
+    p.add_argument("--objective", choices=("speed", "size"), default="speed")
+    p.add_argument("--out", required=True, type=Path,
+                   help="directory for model.pt, search.md, search.json and front.png")
+    p.add_argument("--budget-minutes", type=float, default=20.0, help="time for the whole search (default 20)")
+    p.add_argument("--scale", type=float, default=0.5, help="resolution scale of the views measured (default 0.5)")
+    p.add_argument("--ratios", default="0,0.15,0.3,0.5", help="pruning ratios tried for each network")
+    p.add_argument("--calibration-views", type=int, default=2)
+    p.add_argument("--confirm-views", type=int, default=2)
+    p.add_argument("--calibration-rays", type=int, default=4096)
+    p.add_argument("--latency-rays", type=int, default=512)
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(func=cmd_autocompress)
+
+
+def cmd_autocompress(args) -> int:
+    import os
+    import shutil
+    import tempfile
+
+    from nerf_eval.autocompress import SearchOptions, front_plot, markdown, search
+    from nerf_eval.checkpoint import file_hash, load_checkpoint
+    from nerf_eval.compress.saved import save_compressed
+    from nerf_eval.render import RenderSettings
+    from nerf_eval.scenes import load_scene
+
+    out = args.out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
+        raise NerfEvalError(f"{out}: exists and is not an empty directory; refusing to overwrite (use --force)")
+    try:
+        ratios = tuple(float(r) for r in args.ratios.split(",") if r.strip())
+    except ValueError:
+        raise NerfEvalError(f"--ratios {args.ratios!r}: give comma-separated numbers in [0, 1)") from None
+    options = SearchOptions(max_drop=args.max_drop, objective=args.objective, budget_s=args.budget_minutes * 60,
+                            ratios=ratios, calibration_views=args.calibration_views,
+                            confirm_views=args.confirm_views, latency_rays=args.latency_rays)
+    pair = load_checkpoint(args.checkpoint)
+    scene = load_scene(args.scene).rescaled(args.scale)
+    calibration = scene.sample_rays(args.calibration_rays, "train", 0)
+    result = search(pair, scene, calibration, options, RenderSettings(white_bkgd=scene.white_bkgd))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        (tmp / "search.md").write_text(markdown(result))
+        (tmp / "search.json").write_text(json.dumps(result.to_dict(), indent=1, default=float))
+        front_plot(result, tmp / "front.png")
+        if result.chosen is not None:
+            save_compressed(tmp / "model.pt", result.pair, result.chosen.name,
+                            source={"checkpoint": str(args.checkpoint), "sha256": file_hash(args.checkpoint),
+                                    "scene": str(args.scene), "calibration_rays": args.calibration_rays, "seed": 0,
+                                    "autocompress": {"max_drop": args.max_drop, "objective": args.objective,
+                                                     "confirmed_drop": result.chosen.confirmed_drop}})
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    print(markdown(result))
+    if result.chosen is None:
+        raise NerfEvalError(f"autocompress: no candidate stayed within {args.max_drop} dB on the held-out views "
+                            f"(search written to {out})")
+    print(json.dumps({"out": str(out / "model.pt"), "compressor": result.chosen.name,
+                      "held_out_drop_db": round(result.chosen.confirmed_drop, 3),
+                      "speedup": round(result.chosen.speedup, 2), "size_ratio": round(result.chosen.size_ratio, 3)}))
+    return 0
+
+
 def _add_card(sub) -> None:
     p = sub.add_parser("card", help="measure a trained run on its test views and write model_card.md/json")
     p.add_argument("run_dir", type=Path, help="directory holding checkpoint.pt")
@@ -435,7 +509,8 @@ def cmd_card(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nerf-eval", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_scene, _add_train, _add_evaluate, _add_compress, _add_render, _add_report, _add_card):
+    for add in (_add_scene, _add_train, _add_evaluate, _add_compress, _add_autocompress, _add_render, _add_report,
+                _add_card):
         add(sub)
     return parser
 

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from nerf_eval.compress.base import FunctionCompressor, register
-from nerf_eval.model import ModelPair
+from nerf_eval.errors import CompressorError
+from nerf_eval.model import ModelPair, NeRF
 from nerf_eval.render import Rays
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -35,6 +36,11 @@ def cast_network(net: nn.Module, dtype: torch.dtype) -> nn.Module:
     """A copy of `net` whose weights are stored and computed in `dtype`."""
     if dtype == torch.float32:
         return copy.deepcopy(net)
+    plain = isinstance(net, NeRF) and all(type(m) is nn.Linear for m in net.modules()
+                                           if not isinstance(m, (NeRF, nn.ModuleList)))
+    if not plain or any(p.dtype != torch.float32 for p in net.parameters()):
+        raise CompressorError(f"cannot cast a {type(net).__name__} network to {dtype}: only float NeRF networks "
+                              "can be cast (cast before quantizing, or cast the other network)")
     return CastNetwork(copy.deepcopy(net).to(dtype), dtype)
 
 
@@ -53,9 +59,18 @@ def _identity(pair: ModelPair, calibration: Rays) -> ModelPair:
 
 register("fp32", lambda _p: FunctionCompressor("fp32", _identity, description="identity: the fp32 baseline"),
          description="identity: the fp32 baseline")
-register("fp16", lambda _p: FunctionCompressor("fp16", lambda pair, _c: cast_pair(pair, torch.float16),
-                                               {"psnr_drop": 0.1}, "MLP weights and math in fp16"),
-         description="MLP weights and math in fp16 (size win; slow on CPUs)")
-register("bf16", lambda _p: FunctionCompressor("bf16", lambda pair, _c: cast_pair(pair, torch.bfloat16),
-                                               {"psnr_drop": 0.1}, "MLP weights and math in bf16"),
-         description="MLP weights and math in bf16 (fast on CPUs with native bf16)")
+def _cast_factory(base: str, dtype: torch.dtype, gates: dict[str, float], what: str):
+    def factory(param: str | None) -> FunctionCompressor:
+        which = param or "both"
+        if which not in ("both", "coarse", "fine"):
+            raise CompressorError(f"{base}:{param}: the parameter names the network to cast: both, coarse or fine")
+        spec = base if param is None else f"{base}:{param}"
+        return FunctionCompressor(spec, lambda pair, _c: cast_pair(pair, dtype, which), dict(gates),
+                                  f"{what} ({which})")
+    return factory
+
+
+register("fp16", _cast_factory("fp16", torch.float16, {"psnr_drop": 0.1}, "MLP weights and math in fp16"),
+         description="MLP weights and math in fp16 (size win; slow on CPUs); parameter: coarse|fine|both")
+register("bf16", _cast_factory("bf16", torch.bfloat16, {"psnr_drop": 0.1}, "MLP weights and math in bf16"),
+         description="MLP weights and math in bf16 (fast on CPUs with native bf16); parameter: coarse|fine|both")

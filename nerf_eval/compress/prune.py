@@ -29,7 +29,8 @@ Registered names: `prune-activation:R` (mean, plain removal: the reference repor
 repair), `prune-weight-in:R`, `prune-weight-out:R`, `prune-random:R`, where R in
 [0, 1) is the share of units removed; options follow as `:global` (one ranking over all layers),
 `:round=N` (kept widths are multiples of N, default 16; 1 = exact), `:views` (prune `views_linears.0`
-too), `:repair=none|mean|lsq`, `:seed=N` (random rule), e.g. `prune-activation:0.3:global:round=1`.
+too), `:repair=none|mean|lsq`, `:seed=N` (random rule), `:coarse=R` / `:fine=R` (a ratio for one network),
+e.g. `prune-activation:0.3:global:round=1` or `prune-activation-obs:0.3:coarse=0.5`.
 """
 
 from __future__ import annotations
@@ -439,6 +440,7 @@ class PruneCompressor:
     views: bool = False
     seed: int = 0
     repair: str = "none"
+    network_ratios: dict[str, float] = field(default_factory=dict)  # per-network overrides of `ratio`
     settings: RenderSettings = field(default_factory=RenderSettings)
     gates: dict[str, float] = field(default_factory=dict)
     description: str = ""
@@ -453,6 +455,14 @@ class PruneCompressor:
         if int(self.round_to) < 1:
             raise CompressorError(f"{self.name}: round_to must be >= 1 (1 = no rounding), got {self.round_to}")
         self.ratio = check_ratio(self.ratio, self.name)
+        for net_name, r in self.network_ratios.items():
+            if net_name not in ("coarse", "fine"):
+                raise CompressorError(f"{self.name}: unknown network {net_name!r}; choose coarse or fine")
+            self.network_ratios[net_name] = check_ratio(r, self.name)
+
+    def ratio_for(self, network: str) -> float:
+        """The share of units removed from `network` (the per-network override, else `ratio`)."""
+        return self.network_ratios.get(network, self.ratio)
 
     def _statistics(self, pair: ModelPair, calibration: Rays) -> dict[str, dict[str, UnitStats]]:
         check_calibration(calibration, self.name)
@@ -477,20 +487,32 @@ class PruneCompressor:
         return {k: {p.layer: stats[k][p.layer].score(self.rule) for p in graphs[k]} for k in nets}
 
     def compress(self, pair: ModelPair, calibration: Rays) -> ModelPair:
+        stats, scores = self.analyse(pair, calibration)
+        return self.prune(pair, stats, scores)
+
+    def analyse(self, pair: ModelPair, calibration: Rays
+                ) -> tuple[dict[str, dict[str, UnitStats]] | None, dict[str, dict[str, torch.Tensor]]]:
+        """Calibration statistics (None for weight rules without repair) and unit scores; they do not depend
+        on the ratio, so a search over ratios computes them once and calls `prune` per ratio."""
         for k, net in pair.networks().items():
             check_nerf(net, f"{self.name}: {k} network")
         needs_stats = self.rule in ACTIVATION_RULES or self.repair != "none"
         stats = self._statistics(pair, calibration) if needs_stats else None
-        scores = self.scores(pair, calibration, stats)
+        return stats, self.scores(pair, calibration, stats)
+
+    def prune(self, pair: ModelPair, stats: dict[str, dict[str, UnitStats]] | None,
+              scores: dict[str, dict[str, torch.Tensor]]) -> ModelPair:
+        """The pruned pair for statistics and scores from `analyse` (of this rule, scope and repair)."""
         pruned = {}
         for k, net in pair.networks().items():
             fill = {layer: s.mean() for layer, s in stats[k].items()} if self.repair == "mean" else None
             moments = {layer: s.second_moment() for layer, s in stats[k].items()} if self.repair == "lsq" else None
-            keep = plan_keep(scores[k], self.ratio, self.scope, self.round_to)
+            keep = plan_keep(scores[k], self.ratio_for(k), self.scope, self.round_to)
             pruned[k] = prune_network(net, keep, fill, moments)
         meta = dict(pair.meta)
         meta["pruning"] = {"compressor": self.name, "rule": self.rule, "ratio": self.ratio, "scope": self.scope,
                            "round_to": int(self.round_to), "views": self.views, "repair": self.repair,
+                           "ratios": {k: self.ratio_for(k) for k in pruned},
                            "widths": {k: list(v.config.widths) for k, v in pruned.items()}}
         return ModelPair(pruned["coarse"], pruned.get("fine"), pruned["coarse"].config, meta)
 
@@ -531,11 +553,13 @@ def parse_prune_spec(base: str, param: str | None) -> PruneCompressor:
                 kw["repair"] = value
             elif key in ("round", "seed") and value:
                 kw["round_to" if key == "round" else "seed"] = int(value)
+            elif key in ("coarse", "fine") and value:
+                kw.setdefault("network_ratios", {})[key] = float(value)
             else:
                 raise ValueError
         except ValueError:
             raise CompressorError(f"{base}:{param}: unknown option {opt!r}; options are global, layer, views, "
-                                  "repair=none|mean|lsq, round=N, seed=N") from None
+                                  "repair=none|mean|lsq, round=N, seed=N, coarse=R, fine=R") from None
     name = ":".join([f"{base}:{check_ratio(ratio, f'{base}:{param}'):g}", *options])
     return PruneCompressor(name, rule, ratio, gates=dict(GATES.get((rule, ratio), {})), description=description,
                            **kw)

@@ -1,0 +1,380 @@
+"""Automatic compression to a quality budget: search compositions, keep the Pareto front, confirm, pick.
+
+The search space is what the registry offers, composed: a pruning ratio per network (the OBS rule with
+least-squares repair, `prune-activation-obs:R:coarse=Rc`), then a precision per network (fp32, bf16 or
+static int8: `int8-ptq-fine+bf16:coarse`, ...) or per layer (`mixed:F`, the activation-aware search).
+Every candidate therefore has a registry name that rebuilds it exactly.
+
+1. Quality is the PSNR on *calibration views* (the scene's val split, never the test views), against
+   the ground truth, minus the fp32 pair's PSNR on the same views. Latency is the median render time of
+   one fixed ray batch at the full sample counts, measured side by side with fp32. Size is serialized bytes.
+2. Stage 1 prunes: statistics and unit scores are computed once, each ratio pair is a slice of them.
+   Stage 2 takes the fastest pruned points within the budget (fp32 always among them) and tries every
+   per-network precision on each: both networks are quantized once per pruned point (int8 calibration
+   does not depend on the other network's precision) and the combinations are assembled from them.
+   Then `mixed` on the best points, as time allows.
+3. Candidates within the drop budget are ranked by the objective (latency or size); the best is rebuilt
+   from its name and confirmed on held-out test views against fp32 on the same views. A candidate that
+   fails confirmation is reported and the next one is tried.
+
+The search stops when its time budget runs out (time is kept back for the confirmation); what it has
+measured so far is what it chooses from.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from nerf_eval.compress import get_compressor, serialized_size
+from nerf_eval.compress.cast import cast_network
+from nerf_eval.compress.prune import PruneCompressor, check_ratio, parse_prune_spec
+from nerf_eval.compress.quantize import static_int8_pair
+from nerf_eval.errors import NerfEvalError
+from nerf_eval.evaluate import evaluate
+from nerf_eval.experiment import time_render
+from nerf_eval.model import ModelPair
+from nerf_eval.render import Rays, RenderSettings
+from nerf_eval.scenes.scene import Scene
+
+OBJECTIVES = ("speed", "size")
+PRECISIONS = ("fp32", "bf16", "int8")
+NETWORKS = ("coarse", "fine")
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """What to search and how much to spend on it."""
+
+    max_drop: float = 0.3
+    objective: str = "speed"
+    budget_s: float = 20 * 60
+    ratios: tuple[float, ...] = (0.0, 0.15, 0.3, 0.5)
+    prune_rule: str = "prune-activation-obs"
+    precisions: tuple[str, ...] = PRECISIONS
+    mixed_budgets: tuple[float, ...] = (40.0,)
+    stage2_points: int = 4
+    confirm_tries: int = 3
+    calibration_views: int = 2
+    confirm_views: int = 2
+    latency_rays: int = 512
+    repeats: int = 3
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.max_drop) and self.max_drop >= 0):
+            raise NerfEvalError(f"autocompress: --max-drop must be a non-negative number of dB, got {self.max_drop}")
+        if self.objective not in OBJECTIVES:
+            raise NerfEvalError(f"autocompress: unknown objective {self.objective!r}; choose one of {OBJECTIVES}")
+        if not self.budget_s > 0:
+            raise NerfEvalError(f"autocompress: the time budget must be positive, got {self.budget_s} s")
+        for r in self.ratios:
+            check_ratio(r, "autocompress")
+        unknown = set(self.precisions) - set(PRECISIONS)
+        if unknown:
+            raise NerfEvalError(f"autocompress: unknown precisions {sorted(unknown)}; choose from {PRECISIONS}")
+        if min(self.calibration_views, self.confirm_views, self.latency_rays, self.repeats) < 1:
+            raise NerfEvalError("autocompress: views, latency rays and repeats must be positive")
+
+
+@dataclass
+class Candidate:
+    """One measured point of the search; `name` rebuilds it through the registry."""
+
+    name: str
+    stage: str
+    ratios: dict[str, float]
+    precision: dict[str, str] | str
+    psnr: float = math.nan
+    drop: float = math.nan
+    latency_s: float = math.nan
+    speedup: float = math.nan
+    size_bytes: int = 0
+    size_ratio: float = math.nan
+    pareto: bool = False
+    feasible: bool = False
+    confirmed_drop: float | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SearchResult:
+    """Every candidate, the fp32 reference, the chosen one (None if none confirmed) and its pair."""
+
+    candidates: list[Candidate]
+    reference: Candidate
+    chosen: Candidate | None
+    pair: ModelPair | None
+    options: SearchOptions
+    elapsed_s: float
+    stopped_early: bool
+    calibration_views: list[int] = field(default_factory=list)
+    confirm_views: list[int] = field(default_factory=list)
+    fp32_confirm_psnr: float = math.nan
+
+    def to_dict(self) -> dict:
+        return {"options": asdict(self.options), "elapsed_s": self.elapsed_s, "stopped_early": self.stopped_early,
+                "calibration_views": self.calibration_views, "confirm_views": self.confirm_views,
+                "fp32_confirm_psnr": self.fp32_confirm_psnr, "reference": self.reference.to_dict(),
+                "chosen": self.chosen.to_dict() if self.chosen else None,
+                "candidates": [c.to_dict() for c in self.candidates]}
+
+
+def prune_name(rule: str, ratios: dict[str, float]) -> str | None:
+    """Registry name of a per-network pruning (None when nothing is pruned)."""
+    rc, rf = ratios.get("coarse", 0.0), ratios.get("fine", 0.0)
+    if rc == 0.0 and rf == 0.0:
+        return None
+    return f"{rule}:{rf:g}" if rc == rf else f"{rule}:{rf:g}:coarse={rc:g}"
+
+
+def precision_name(precision: dict[str, str]) -> list[str]:
+    """Registry stages of a per-network precision: int8 first (it needs float inputs), then the casts."""
+    stages = []
+    for kind, stage in (("int8", "int8-ptq-{}"), ("bf16", "bf16:{}")):
+        nets = [n for n in NETWORKS if precision.get(n) == kind]
+        if nets:
+            which = "both" if len(nets) == 2 else nets[0]
+            stages.append(stage.format(which) if kind == "int8" else ("bf16" if which == "both" else
+                                                                      stage.format(which)))
+    return stages
+
+
+def candidate_name(rule: str, ratios: dict[str, float], precision: dict[str, str] | str) -> str:
+    parts = [p for p in [prune_name(rule, ratios)] if p]
+    parts += [precision] if isinstance(precision, str) else precision_name(precision)
+    return "+".join(parts) or "fp32"
+
+
+def pareto_front(cands: list[Candidate]) -> list[Candidate]:
+    """Candidates no other candidate beats in PSNR, latency and size at once."""
+    ok = [c for c in cands if c.error is None]
+
+    def dominates(a: Candidate, b: Candidate) -> bool:
+        no_worse = a.psnr >= b.psnr and a.latency_s <= b.latency_s and a.size_bytes <= b.size_bytes
+        better = a.psnr > b.psnr or a.latency_s < b.latency_s or a.size_bytes < b.size_bytes
+        return no_worse and better
+
+    return [c for c in ok if not any(dominates(o, c) for o in ok if o is not c)]
+
+
+def rank(cands: list[Candidate], objective: str) -> list[Candidate]:
+    """Feasible candidates, best first: by latency (then size) or by size (then latency)."""
+    key = ((lambda c: (c.latency_s, c.size_bytes, -c.psnr)) if objective == "speed"
+           else (lambda c: (c.size_bytes, c.latency_s, -c.psnr)))
+    return sorted((c for c in cands if c.feasible and c.error is None), key=key)
+
+
+class _Search:
+    """Measures candidates against fp32 on fixed views and rays, within a time budget."""
+
+    def __init__(self, pair: ModelPair, scene: Scene, calibration: Rays, options: SearchOptions,
+                 settings: RenderSettings, progress: bool) -> None:
+        self.pair, self.scene, self.calibration, self.options, self.settings = pair, scene, calibration, options, settings
+        self.t0 = time.perf_counter()
+        self.views = _pick(scene, "val", options.calibration_views)
+        self.latency_rays = calibration[:options.latency_rays]
+        self.candidates: list[Candidate] = []
+        self.bar = tqdm(desc="autocompress", unit="cand", disable=not progress)
+        t = time.perf_counter()
+        self.reference = self._measure(Candidate("fp32", "reference", {"coarse": 0.0, "fine": 0.0},
+                                                 {"coarse": "fp32", "fine": "fp32"}), pair)
+        self.reference_cost = time.perf_counter() - t
+        self.stopped_early = False
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def out_of_time(self) -> bool:
+        """True once the budget, less what confirmation needs (about three fp32 measurements), is spent."""
+        if self.elapsed() + 3 * self.reference_cost > self.options.budget_s:
+            self.stopped_early = True
+        return self.stopped_early
+
+    def _measure(self, cand: Candidate, pair: ModelPair) -> Candidate:
+        ev = evaluate(pair, self.scene, self.views, self.settings, progress=False, with_flip=False)
+        cand.psnr = ev.mean["psnr"]
+        cand.latency_s = time_render(pair, self.latency_rays, self.settings, self.options.repeats)
+        cand.size_bytes = serialized_size(pair)
+        ref = getattr(self, "reference", None) or cand
+        cand.drop = ref.psnr - cand.psnr
+        cand.speedup = ref.latency_s / cand.latency_s
+        cand.size_ratio = cand.size_bytes / ref.size_bytes
+        cand.feasible = cand.drop <= self.options.max_drop
+        return cand
+
+    def add(self, cand: Candidate, build: Callable[[], ModelPair]) -> ModelPair | None:
+        """Build and measure one candidate (a failure is recorded, not raised)."""
+        try:
+            pair = build()
+            self._measure(cand, pair)
+        except NerfEvalError as e:
+            cand.error, pair = str(e).splitlines()[0], None
+        self.candidates.append(cand)
+        self.bar.update(1)
+        best = rank(self.candidates + [self.reference], self.options.objective)
+        if best:
+            self.bar.set_postfix_str(f"best {best[0].name} ({best[0].drop:+.2f} dB, {best[0].speedup:.2f}x)")
+        return pair
+
+
+def _pick(scene: Scene, split: str, n: int) -> list[int]:
+    """`n` views spread evenly over a split (the val split falls back to train when a scene has none)."""
+    views = scene.split(split) if scene.splits.get(split) else scene.split("train")
+    if not views:
+        raise NerfEvalError(f"scene {scene.name!r} has no {split} views to measure on")
+    step = max(1, len(views) // n)
+    return views[::step][:n]
+
+
+def search(pair: ModelPair, scene: Scene, calibration: Rays, options: SearchOptions = SearchOptions(),
+           settings: RenderSettings = RenderSettings(), progress: bool = True) -> SearchResult:
+    """Search, rank and confirm (see the module docstring); `scene` should be at the resolution to judge."""
+    s = _Search(pair, scene, calibration, options, settings, progress)
+    rule = options.prune_rule
+    pruner = parse_prune_spec(rule, "0")
+    if not isinstance(pruner, PruneCompressor):
+        raise NerfEvalError(f"autocompress: {rule} is not a pruning compressor")
+    stats, scores = pruner.analyse(pair, calibration)
+    pruned: dict[tuple[float, float], tuple[Candidate, ModelPair]] = {(0.0, 0.0): (s.reference, pair)}
+    for rc, rf in itertools.product(options.ratios, options.ratios):
+        if (rc, rf) == (0.0, 0.0) or s.out_of_time():
+            continue
+        ratios = {"coarse": rc, "fine": rf}
+        name = candidate_name(rule, ratios, {"coarse": "fp32", "fine": "fp32"})
+        comp = get_compressor(name)
+        out = s.add(Candidate(name, "prune", ratios, {"coarse": "fp32", "fine": "fp32"}),
+                    lambda c=comp: c.prune(pair, stats, scores))
+        if out is not None:
+            pruned[(rc, rf)] = (s.candidates[-1], out)
+    points = sorted((v for v in pruned.values() if v[0].feasible), key=lambda v: v[0].latency_s)
+    points = points[:options.stage2_points]
+    if not any(base is s.reference for base, _ in points):
+        points.append(pruned[(0.0, 0.0)])
+    for base, base_pair in points:
+        if s.out_of_time():
+            break
+        variants = _precision_variants(base_pair, calibration, options.precisions)
+        for precision, build in variants:
+            if all(p == "fp32" for p in precision.values()) or s.out_of_time():
+                continue
+            name = candidate_name(rule, base.ratios, precision)
+            s.add(Candidate(name, "precision", dict(base.ratios), precision), build)
+    for budget in options.mixed_budgets:
+        for base, base_pair in points[:2]:
+            if s.out_of_time():
+                break
+            spec = f"mixed:{budget:g}"
+            s.add(Candidate(candidate_name(rule, base.ratios, spec), "mixed", dict(base.ratios), spec),
+                  lambda p=base_pair, sp=spec: get_compressor(sp).compress(p, calibration))
+    s.bar.close()
+    everything = [s.reference] + s.candidates
+    for c in pareto_front(everything):
+        c.pareto = True
+    chosen, chosen_pair, confirm_views, fp32_psnr = _confirm(s, everything)
+    return SearchResult(s.candidates, s.reference, chosen, chosen_pair, options, s.elapsed(), s.stopped_early,
+                        s.views, confirm_views, fp32_psnr)
+
+
+def _precision_variants(base: ModelPair, calibration: Rays, precisions: tuple[str, ...]):
+    """(per-network precision, builder) for every combination; int8 networks are quantized once."""
+    cache: dict[str, ModelPair] = {}
+
+    def int8() -> ModelPair:
+        if "int8" not in cache:
+            cache["int8"] = static_int8_pair(base, calibration, "both")
+        return cache["int8"]
+
+    def network(name: str, precision: str):
+        float_net = base.networks()[name]
+        if precision == "int8":
+            return int8().networks()[name]
+        return cast_network(float_net, {"fp32": torch.float32, "bf16": torch.bfloat16}[precision])
+
+    out = []
+    for pc, pf in itertools.product(precisions, precisions):
+        precision = {"coarse": pc, "fine": pf}
+        out.append((precision, lambda pc=pc, pf=pf: ModelPair(network("coarse", pc), network("fine", pf),
+                                                             base.config, dict(base.meta))))
+    return out
+
+
+def _confirm(s: _Search, everything: list[Candidate]):
+    """Rebuild the best candidates by name and check them on held-out test views against fp32.
+
+    fp32 itself can come out best (on a machine where nothing is faster, say); it is then the answer."""
+    views = _pick(s.scene, "test", s.options.confirm_views)
+    fp32_psnr = evaluate(s.pair, s.scene, views, s.settings, progress=False, with_flip=False).mean["psnr"]
+    for cand in rank(everything, s.options.objective)[:s.options.confirm_tries]:
+        if cand is s.reference:
+            cand.confirmed_drop = 0.0
+            return cand, s.pair, views, fp32_psnr
+        pair = get_compressor(cand.name).compress(s.pair, s.calibration)
+        psnr = evaluate(pair, s.scene, views, s.settings, progress=False, with_flip=False).mean["psnr"]
+        cand.confirmed_drop = fp32_psnr - psnr
+        if cand.confirmed_drop <= s.options.max_drop:
+            return cand, pair, views, fp32_psnr
+    return None, None, views, fp32_psnr
+
+
+def markdown(result: SearchResult) -> str:
+    """The search as a Markdown table, best first (chosen marked), with the settings."""
+    o = result.options
+    lines = [f"# autocompress: {o.objective}, PSNR drop ≤ {o.max_drop} dB\n",
+             f"Calibration views (val split) {result.calibration_views}; confirmation views (test split) "
+             f"{result.confirm_views}; searched {len(result.candidates)} candidates in {result.elapsed_s:.0f} s"
+             f"{' (time budget reached)' if result.stopped_early else ''}.\n",
+             f"Chosen: **{result.chosen.name}** (held-out drop {result.chosen.confirmed_drop:+.2f} dB)\n"
+             if result.chosen else "Chosen: none of the candidates met the budget on held-out views.\n",
+             "| candidate | stage | PSNR dB | drop dB | held-out drop | latency s | speed-up | size MB | size % | front |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = sorted([result.reference] + result.candidates,
+                  key=lambda c: (c.error is not None, not c.feasible, c.latency_s if o.objective == "speed"
+                                 else c.size_bytes))
+    for c in rows:
+        if c.error:
+            lines.append(f"| {c.name} | {c.stage} | failed: {c.error} | | | | | | | |")
+            continue
+        mark = " ← chosen" if result.chosen is c else ""
+        held = f"{c.confirmed_drop:+.2f}" if c.confirmed_drop is not None else ""
+        lines.append(f"| {c.name}{mark} | {c.stage} | {c.psnr:.2f} | {c.drop:+.2f} | {held} | {c.latency_s:.3f} | "
+                     f"{c.speedup:.2f}× | {c.size_bytes / 1e6:.2f} | {100 * c.size_ratio:.0f}% | "
+                     f"{'yes' if c.pareto else ''} |")
+    return "\n".join(lines) + "\n"
+
+
+def front_plot(result: SearchResult, path) -> None:
+    """PSNR vs speed-up and PSNR vs size: every candidate, the Pareto front, the budget line, the choice."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [c for c in [result.reference] + result.candidates if c.error is None]
+    front = [c for c in ok if c.pareto]
+    floor = result.reference.psnr - result.options.max_drop
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    for ax, x, label in ((axes[0], lambda c: c.speedup, "speed-up vs fp32 (same run)"),
+                         (axes[1], lambda c: c.size_bytes / 1e6, "serialized size (MB)")):
+        ax.scatter([x(c) for c in ok], [c.psnr for c in ok], s=18, color="0.65", label="candidate")
+        ax.scatter([x(c) for c in front], [c.psnr for c in front], s=34, color="tab:blue", label="Pareto front")
+        ax.axhline(floor, color="tab:red", lw=1, ls="--", label=f"fp32 − {result.options.max_drop} dB")
+        ax.scatter([x(result.reference)], [result.reference.psnr], marker="s", s=50, color="black", label="fp32")
+        if result.chosen:
+            ax.scatter([x(result.chosen)], [result.chosen.psnr], marker="*", s=220, color="tab:orange",
+                       label=f"chosen: {result.chosen.name}", zorder=5)
+        ax.set(xlabel=label, ylabel="PSNR on calibration views (dB)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"autocompress ({result.options.objective}): {len(ok)} candidates")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
