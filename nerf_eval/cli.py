@@ -365,6 +365,8 @@ def _add_report(sub) -> None:
     p.add_argument("--calibration-rays", type=int, default=4096)
     p.add_argument("--latency-rays", type=int, default=2048, help="fixed ray batch timed for each variant")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--finetune-steps", type=int, default=0,
+                   help="also report each pruned (float) variant after this many recovery fine-tune steps")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_report)
 
@@ -395,8 +397,11 @@ def cmd_report(args) -> int:
     if args.out.exists() and any(args.out.iterdir()) and not args.force:
         raise NerfEvalError(f"{args.out}: report directory exists and is not empty; refusing to overwrite (use --force)")
     names = REGISTRY.select([n.strip() for n in args.compressors.split(",") if n.strip()])
+    if args.finetune_steps < 0:
+        raise NerfEvalError(f"--finetune-steps must be >= 0, got {args.finetune_steps}")
     pair = load_checkpoint(args.checkpoint)
-    scene = load_scene(args.scene).rescaled(args.scale)
+    full_scene = load_scene(args.scene)
+    scene = full_scene.rescaled(args.scale)
     try:
         views = scene.subset("test", _parse_views(args.views))
     except (KeyError, ValueError) as e:
@@ -404,10 +409,13 @@ def cmd_report(args) -> int:
     calibration = scene.sample_rays(args.calibration_rays, "train", 0)
     latency = scene.rays(views[0])[: args.latency_rays]
     settings = RenderSettings(white_bkgd=scene.white_bkgd)
-    results, renders = run_variants(pair, scene, names, views, calibration, settings, latency, args.repeats)
+    results, renders = run_variants(pair, scene, names, views, calibration, settings, latency, args.repeats,
+                                    finetune_steps=args.finetune_steps, finetune_scene=full_scene)
     meta = {"checkpoint": str(args.checkpoint), "sha256": file_hash(args.checkpoint)[:16], "scene": str(args.scene),
             "resolution": f"{scene.width}x{scene.height}", "views": len(views), "samples": "64+128",
             "latency_rays": len(latency)}
+    if args.finetune_steps:
+        meta["finetune"] = f"{args.finetune_steps} steps, 1024 rays, 32+64 samples, lr 1e-4 to 1e-5, seed 0"
     write_report([r.to_dict() for r in results], args.out, meta, _grid_data(scene, results, renders),
                  overwrite=args.force, title=f"fp32 vs compressors on {scene.name}")
     print((args.out / "results.md").read_text())

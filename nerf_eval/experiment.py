@@ -11,11 +11,14 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 
+import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from nerf_eval.compress import get_compressor, serialized_size
+from nerf_eval.compress.finetune import finetune
 from nerf_eval.evaluate import ViewRender, evaluate
-from nerf_eval.model import ModelPair, count_parameters
+from nerf_eval.model import ModelPair, NeRF, count_parameters
 from nerf_eval.render import Rays, RenderSettings, render_chunked
 from nerf_eval.scenes.scene import Scene
 from nerf_eval.throughput import median_time
@@ -68,11 +71,20 @@ def measure(name: str, pair: ModelPair, scene: Scene, views: list[int], settings
     return res, ev.renders
 
 
+def finetuned_name(name: str, steps: int) -> str:
+    return f"{name}, fine-tuned {steps} steps"
+
+
 def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[int], calibration: Rays,
                  settings: RenderSettings = RenderSettings(), latency_rays: Rays | None = None,
-                 repeats: int = 3, progress: bool = True
+                 repeats: int = 3, progress: bool = True, finetune_steps: int = 0,
+                 finetune_scene: Scene | None = None
                  ) -> tuple[list[VariantResult], dict[str, list[ViewRender]]]:
-    """fp32 first, then each named compressor; a compressor that fails gets a row with its error."""
+    """fp32 first, then each named compressor; a compressor that fails gets a row with its error.
+
+    With `finetune_steps`, every variant whose result is a float NeRF pair (pruned models) also gets a
+    second row after a recovery fine-tune of that many steps on `finetune_scene`'s training rays (the
+    scene at its training resolution; default `scene`): post-training and fine-tuned results side by side."""
     results, renders = [], {}
     base, base_renders = measure("fp32", pair, scene, views, settings, latency_rays, repeats)
     results.append(base)
@@ -86,8 +98,31 @@ def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[in
             res.compress_time_s = elapsed
             renders[name] = rend
         except Exception as e:  # noqa: BLE001 - one failing compressor must not hide the others
-            line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            res = VariantResult(name=name, error=f"{type(e).__name__}: {line}")
-            traceback.clear_frames(e.__traceback__)
+            res, small = _failed(name, e), None
         results.append(res)
+        if finetune_steps and small is not None and _is_float(small):
+            ft_name = finetuned_name(name, finetune_steps)
+            try:
+                t0 = time.perf_counter()
+                tuned = finetune(small, finetune_scene or scene, finetune_steps, progress=progress)
+                elapsed += time.perf_counter() - t0
+                res, rend = measure(ft_name, tuned, scene, views, settings, latency_rays, repeats)
+                res.compress_time_s = elapsed
+                renders[ft_name] = rend
+            except Exception as e:  # noqa: BLE001
+                res = _failed(ft_name, e)
+            results.append(res)
     return results, renders
+
+
+def _failed(name: str, e: Exception) -> VariantResult:
+    line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    traceback.clear_frames(e.__traceback__)
+    return VariantResult(name=name, error=f"{type(e).__name__}: {line}")
+
+
+def _is_float(pair: ModelPair) -> bool:
+    """True when every network is a plain fp32 NeRF (what `finetune` can train)."""
+    return all(isinstance(n, NeRF) and all(type(m) is nn.Linear for m in n.modules()
+                                           if not isinstance(m, (NeRF, nn.ModuleList)))
+               and all(p.dtype == torch.float32 for p in n.parameters()) for n in pair.networks().values())

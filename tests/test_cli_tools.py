@@ -94,3 +94,18 @@ def test_compress_saves_int8_that_evaluate_loads(tiny, capsys):
     assert load_any(out).meta["compressor"] == "int8-ptq-both:64"
     assert main(["evaluate", "--checkpoint", str(out), "--scene", str(scene), "--views", "0",
                  "--n-coarse", "8", "--n-fine", "8", "--no-flip"]) == 0
+
+
+def test_report_adds_finetuned_rows_for_pruned_variants(tiny):
+    root, ckpt, scene = tiny
+    out = root / "report-ft"
+    assert main(["report", "--checkpoint", str(ckpt), "--scene", str(scene), "--compressors",
+                 "prune-activation:0.5:round=1,bf16", "--finetune-steps", "3", "--out", str(out),
+                 "--calibration-rays", "32", "--latency-rays", "16", "--repeats", "1"]) == 0
+    rows = json.loads((out / "results.json").read_text())["results"]
+    assert [r["name"] for r in rows] == ["fp32", "prune-activation:0.5:round=1",
+                                         "prune-activation:0.5:round=1, fine-tuned 3 steps", "bf16"]
+    assert all(r["error"] is None for r in rows)
+    assert rows[2]["size_bytes"] == rows[1]["size_bytes"] and rows[2]["psnr"] != rows[1]["psnr"]
+    assert main(["report", "--checkpoint", str(ckpt), "--scene", str(scene), "--compressors", "bf16",
+                 "--finetune-steps", "-1", "--out", str(root / "x")]) == 2
