@@ -92,3 +92,17 @@ def test_bad_chains_give_one_line_errors(spec, message):
     with pytest.raises(CompressorError, match=message) as err:
         get_compressor(spec)
     assert "\n" not in str(err.value)
+
+
+def test_per_network_precisions_compose(pair, rays):
+    out = get_compressor("int8-ptq-fine:16+bf16:coarse").compress(pair, rays)
+    assert isinstance(out.coarse, CastNetwork) and out.coarse.dtype == torch.bfloat16
+    assert isinstance(out.fine, torch.fx.GraphModule)
+    only_fine = get_compressor("bf16:fine").compress(pair, rays)
+    assert isinstance(only_fine.coarse, NeRF) and isinstance(only_fine.fine, CastNetwork)
+
+
+def test_casting_an_already_quantized_network_is_refused(pair, rays):
+    with pytest.raises(CompressorError, match="only float NeRF networks can be cast") as err:
+        get_compressor("int8-ptq-both:16+bf16").compress(pair, rays)
+    assert "\n" not in str(err.value)

@@ -272,6 +272,16 @@ def test_thirty_percent_shrinks_rows_and_columns_of_every_hidden_layer():
     assert hidden == [(48, 48), (48, 48), (48, 48 + cfg.input_ch)]
 
 
+def test_per_network_ratio_prunes_each_network_by_its_own_share(pair):
+    out = compressor("prune-activation:0.5:round=1:coarse=0").compress(pair, small_rays())
+    assert out.coarse.config.widths == pair.coarse.config.widths
+    assert all(w == 16 for w in out.fine.config.widths[:TINY.depth])
+    assert out.meta["pruning"]["ratios"] == {"coarse": 0.0, "fine": 0.5}
+    x = torch.randn(20, pair.coarse.input_ch + pair.coarse.input_ch_views)
+    with torch.inference_mode():
+        assert torch.equal(out.coarse(x), pair.coarse(x))
+
+
 def test_ratio_zero_compressor_renders_bit_identically(pair):
     rays = small_rays()
     small = compressor("prune-activation:0:round=1").compress(pair, rays)
@@ -287,6 +297,8 @@ def test_ratio_zero_compressor_renders_bit_identically(pair):
     ("prune-weight-in:0.3:sideways", "unknown option"),
     ("prune-weight-in:0.3:round=0", "round_to must be >= 1"),
     ("prune-weight-in:0.3:repair=magic", "unknown repair 'magic'"),
+    ("prune-weight-in:0.3:coarse=1", r"ratio must be in \[0, 1\)"),
+    ("prune-weight-in:0.3:fine=x", "unknown option"),
 ])
 def test_bad_names_give_one_line_errors(spec, message):
     with pytest.raises(CompressorError, match=message) as err:
