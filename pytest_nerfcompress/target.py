@@ -21,12 +21,15 @@ class Target:
     """A scene spec (built-in name, directory or .npz) and a checkpoint path.
 
     Relative paths are taken from the rootdir. With `optional`, a missing checkpoint skips the tests
-    that need it (the default target before its checkpoint is trained) instead of failing them."""
+    that need it (the default target before its checkpoint is trained) instead of failing them.
+    `scale`, when given, replaces --nerf-scale for this target (e.g. a 200x200 capture measured at the
+    pixel count of 100x100 scenes)."""
 
     scene: str
     checkpoint: str | Path
     name: str = ""
     optional: bool = False
+    scale: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", self.name or scene_name(str(self.scene)))
@@ -41,4 +44,4 @@ class Target:
         scene = self.scene
         if ("/" in scene or Path(scene).suffix) and not Path(scene).is_absolute():
             scene = str(root / scene)
-        return Target(scene, ckpt if ckpt.is_absolute() else root / ckpt, self.name, self.optional)
+        return Target(scene, ckpt if ckpt.is_absolute() else root / ckpt, self.name, self.optional, self.scale)

@@ -107,7 +107,7 @@ class Workbench:
         except Exception as e:  # loaders may hit anything on a broken file; keep it to one line
             raise SceneError(f"{spec}: cannot load scene ({type(e).__name__}: {_first_line(e)})") from None
         try:
-            return scene.rescaled(self.options.scale)
+            return scene.rescaled(self.target.scale if self.target.scale is not None else self.options.scale)
         except ValueError as e:
             raise SceneError(f"{spec}: {e}") from None
 
