@@ -6,8 +6,9 @@ static int8: `int8-ptq-fine+bf16:coarse`, ...) or per layer (`mixed:F`, the acti
 Every candidate therefore has a registry name that rebuilds it exactly.
 
 1. Quality is the PSNR on *calibration views* (the scene's val split, never the test views), against
-   the ground truth, minus the fp32 pair's PSNR on the same views. Latency is the median render time of
-   one fixed ray batch at the full sample counts, measured side by side with fp32. Size is serialized bytes.
+   the ground truth, minus the fp32 pair's PSNR on the same views. Speed is the speed-up over fp32 on one
+   fixed ray batch at the full sample counts, candidate and fp32 timed alternately (the median of the
+   paired ratios, robust to other load on the machine). Size is serialized bytes.
 2. Stage 1 prunes: statistics and unit scores are computed once, each ratio pair is a slice of them.
    Stage 2 takes the fastest pruned points within the budget (fp32 always among them) and tries every
    per-network precision on each: both networks are quantized once per pruned point (int8 calibration
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -38,9 +40,8 @@ from nerf_eval.compress.prune import PruneCompressor, check_ratio, parse_prune_s
 from nerf_eval.compress.quantize import static_int8_pair
 from nerf_eval.errors import NerfEvalError
 from nerf_eval.evaluate import evaluate
-from nerf_eval.experiment import time_render
 from nerf_eval.model import ModelPair
-from nerf_eval.render import Rays, RenderSettings
+from nerf_eval.render import Rays, RenderSettings, render_chunked
 from nerf_eval.scenes.scene import Scene
 
 OBJECTIVES = ("speed", "size")
@@ -63,7 +64,7 @@ class SearchOptions:
     confirm_tries: int = 3
     calibration_views: int = 2
     confirm_views: int = 2
-    latency_rays: int = 512
+    latency_rays: int = 256
     repeats: int = 3
 
     def __post_init__(self) -> None:
@@ -159,8 +160,8 @@ def pareto_front(cands: list[Candidate]) -> list[Candidate]:
     ok = [c for c in cands if c.error is None]
 
     def dominates(a: Candidate, b: Candidate) -> bool:
-        no_worse = a.psnr >= b.psnr and a.latency_s <= b.latency_s and a.size_bytes <= b.size_bytes
-        better = a.psnr > b.psnr or a.latency_s < b.latency_s or a.size_bytes < b.size_bytes
+        no_worse = a.psnr >= b.psnr and a.speedup >= b.speedup and a.size_bytes <= b.size_bytes
+        better = a.psnr > b.psnr or a.speedup > b.speedup or a.size_bytes < b.size_bytes
         return no_worse and better
 
     return [c for c in ok if not any(dominates(o, c) for o in ok if o is not c)]
@@ -168,8 +169,8 @@ def pareto_front(cands: list[Candidate]) -> list[Candidate]:
 
 def rank(cands: list[Candidate], objective: str) -> list[Candidate]:
     """Feasible candidates, best first: by latency (then size) or by size (then latency)."""
-    key = ((lambda c: (c.latency_s, c.size_bytes, -c.psnr)) if objective == "speed"
-           else (lambda c: (c.size_bytes, c.latency_s, -c.psnr)))
+    key = ((lambda c: (-c.speedup, c.size_bytes, -c.psnr)) if objective == "speed"
+           else (lambda c: (c.size_bytes, -c.speedup, -c.psnr)))
     return sorted((c for c in cands if c.feasible and c.error is None), key=key)
 
 
@@ -202,14 +203,33 @@ class _Search:
     def _measure(self, cand: Candidate, pair: ModelPair) -> Candidate:
         ev = evaluate(pair, self.scene, self.views, self.settings, progress=False, with_flip=False)
         cand.psnr = ev.mean["psnr"]
-        cand.latency_s = time_render(pair, self.latency_rays, self.settings, self.options.repeats)
+        ref = getattr(self, "reference", None)
+        cand.latency_s, cand.speedup = self._time(pair, None if ref is None else self.pair)
         cand.size_bytes = serialized_size(pair)
-        ref = getattr(self, "reference", None) or cand
+        ref = ref or cand
         cand.drop = ref.psnr - cand.psnr
-        cand.speedup = ref.latency_s / cand.latency_s
         cand.size_ratio = cand.size_bytes / ref.size_bytes
         cand.feasible = cand.drop <= self.options.max_drop
         return cand
+
+    def _time(self, pair: ModelPair, reference: ModelPair | None) -> tuple[float, float]:
+        """Median render time of the latency batch, and the speed-up over `reference` timed alternately
+        with it (median of the paired ratios), so that load from other processes, which changes over
+        minutes, cancels out of the ratio."""
+        def run(p: ModelPair) -> float:
+            t0 = time.perf_counter()
+            render_chunked(p, self.latency_rays, self.settings)
+            return time.perf_counter() - t0
+
+        run(pair)
+        if reference is not None:
+            run(reference)
+        own, ratios = [], []
+        for _ in range(self.options.repeats):
+            own.append(run(pair))
+            if reference is not None:
+                ratios.append(run(reference) / own[-1])
+        return statistics.median(own), (statistics.median(ratios) if ratios else 1.0)
 
     def add(self, cand: Candidate, build: Callable[[], ModelPair]) -> ModelPair | None:
         """Build and measure one candidate (a failure is recorded, not raised)."""
@@ -255,7 +275,7 @@ def search(pair: ModelPair, scene: Scene, calibration: Rays, options: SearchOpti
                     lambda c=comp: c.prune(pair, stats, scores))
         if out is not None:
             pruned[(rc, rf)] = (s.candidates[-1], out)
-    points = sorted((v for v in pruned.values() if v[0].feasible), key=lambda v: v[0].latency_s)
+    points = sorted((v for v in pruned.values() if v[0].feasible), key=lambda v: -v[0].speedup)
     points = points[:options.stage2_points]
     if not any(base is s.reference for base, _ in points):
         points.append(pruned[(0.0, 0.0)])
@@ -337,7 +357,7 @@ def markdown(result: SearchResult) -> str:
              "| candidate | stage | PSNR dB | drop dB | held-out drop | latency s | speed-up | size MB | size % | front |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     rows = sorted([result.reference] + result.candidates,
-                  key=lambda c: (c.error is not None, not c.feasible, c.latency_s if o.objective == "speed"
+                  key=lambda c: (c.error is not None, not c.feasible, -c.speedup if o.objective == "speed"
                                  else c.size_bytes))
     for c in rows:
         if c.error:

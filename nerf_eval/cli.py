@@ -438,7 +438,8 @@ def _add_autocompress(sub) -> None:
     p.add_argument("--calibration-views", type=int, default=2)
     p.add_argument("--confirm-views", type=int, default=2)
     p.add_argument("--calibration-rays", type=int, default=4096)
-    p.add_argument("--latency-rays", type=int, default=512)
+    p.add_argument("--latency-rays", type=int, default=256,
+                   help="rays of the batch each candidate and fp32 render alternately for the speed-up")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.set_defaults(func=cmd_autocompress)
 

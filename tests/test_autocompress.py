@@ -65,7 +65,7 @@ def test_names():
 
 
 def _cand(name, psnr, lat, size, feasible=True):
-    return Candidate(name, "t", {}, {}, psnr=psnr, latency_s=lat, size_bytes=size, feasible=feasible)
+    return Candidate(name, "t", {}, {}, psnr=psnr, latency_s=lat, speedup=1 / lat, size_bytes=size, feasible=feasible)
 
 
 def test_pareto_front_and_rank():
