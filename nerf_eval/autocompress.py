@@ -9,11 +9,11 @@ Every candidate therefore has a registry name that rebuilds it exactly.
    the ground truth, minus the fp32 pair's PSNR on the same views. Speed is the speed-up over fp32 on one
    fixed ray batch at the full sample counts, candidate and fp32 timed alternately (the median of the
    paired ratios, robust to other load on the machine). Size is serialized bytes.
-2. Stage 1 prunes: statistics and unit scores are computed once, each ratio pair is a slice of them.
-   Stage 2 takes the fastest pruned points within the budget (fp32 always among them) and tries every
-   per-network precision on each: both networks are quantized once per pruned point (int8 calibration
-   does not depend on the other network's precision) and the combinations are assembled from them.
-   Then `mixed` on the best points, as time allows.
+2. First every per-network precision of the fp32 pair: both networks are quantized once per base pair
+   (int8 calibration does not depend on the other network's precision) and the combinations are
+   assembled from them. Then pruning: statistics and unit scores are computed once, each ratio pair is
+   a slice of them. Then every precision on the fastest pruned points within the budget, and last
+   `mixed` on fp32 and the best pruned point, as time allows.
 3. Candidates within the drop budget are ranked by the objective (latency or size); the best is rebuilt
    from its name and confirmed on held-out test views against fp32 on the same views. A candidate that
    fails confirmation is reported and the next one is tried.
@@ -156,7 +156,7 @@ def candidate_name(rule: str, ratios: dict[str, float], precision: dict[str, str
 
 
 def pareto_front(cands: list[Candidate]) -> list[Candidate]:
-    """Candidates no other candidate beats in PSNR, latency and size at once."""
+    """Candidates no other candidate beats in PSNR, speed-up and size at once."""
     ok = [c for c in cands if c.error is None]
 
     def dominates(a: Candidate, b: Candidate) -> bool:
@@ -168,7 +168,7 @@ def pareto_front(cands: list[Candidate]) -> list[Candidate]:
 
 
 def rank(cands: list[Candidate], objective: str) -> list[Candidate]:
-    """Feasible candidates, best first: by latency (then size) or by size (then latency)."""
+    """Feasible candidates, best first: by speed-up (then size) or by size (then speed-up)."""
     key = ((lambda c: (-c.speedup, c.size_bytes, -c.psnr)) if objective == "speed"
            else (lambda c: (c.size_bytes, -c.speedup, -c.psnr)))
     return sorted((c for c in cands if c.feasible and c.error is None), key=key)
@@ -265,6 +265,7 @@ def search(pair: ModelPair, scene: Scene, calibration: Rays, options: SearchOpti
         raise NerfEvalError(f"autocompress: {rule} is not a pruning compressor")
     stats, scores = pruner.analyse(pair, calibration)
     pruned: dict[tuple[float, float], tuple[Candidate, ModelPair]] = {(0.0, 0.0): (s.reference, pair)}
+    _precision_stage(s, s.reference, pair)  # first: under a short budget, int8/bf16 alone are measured
     for rc, rf in itertools.product(options.ratios, options.ratios):
         if (rc, rf) == (0.0, 0.0) or s.out_of_time():
             continue
@@ -275,21 +276,12 @@ def search(pair: ModelPair, scene: Scene, calibration: Rays, options: SearchOpti
                     lambda c=comp: c.prune(pair, stats, scores))
         if out is not None:
             pruned[(rc, rf)] = (s.candidates[-1], out)
-    points = sorted((v for v in pruned.values() if v[0].feasible), key=lambda v: -v[0].speedup)
-    points = points[:options.stage2_points]
-    if not any(base is s.reference for base, _ in points):
-        points.append(pruned[(0.0, 0.0)])
+    points = sorted((v for k, v in pruned.items() if k != (0.0, 0.0) and v[0].feasible),
+                    key=lambda v: -v[0].speedup)[:options.stage2_points]
     for base, base_pair in points:
-        if s.out_of_time():
-            break
-        variants = _precision_variants(base_pair, calibration, options.precisions)
-        for precision, build in variants:
-            if all(p == "fp32" for p in precision.values()) or s.out_of_time():
-                continue
-            name = candidate_name(rule, base.ratios, precision)
-            s.add(Candidate(name, "precision", dict(base.ratios), precision), build)
+        _precision_stage(s, base, base_pair)
     for budget in options.mixed_budgets:
-        for base, base_pair in points[:2]:
+        for base, base_pair in [(s.reference, pair)] + points[:1]:
             if s.out_of_time():
                 break
             spec = f"mixed:{budget:g}"
@@ -302,6 +294,15 @@ def search(pair: ModelPair, scene: Scene, calibration: Rays, options: SearchOpti
     chosen, chosen_pair, confirm_views, fp32_psnr = _confirm(s, everything)
     return SearchResult(s.candidates, s.reference, chosen, chosen_pair, options, s.elapsed(), s.stopped_early,
                         s.views, confirm_views, fp32_psnr)
+
+
+def _precision_stage(s: _Search, base: Candidate, base_pair: ModelPair) -> None:
+    """Every per-network precision on top of one (pruned or fp32) pair, while time lasts."""
+    for precision, build in _precision_variants(base_pair, s.calibration, s.options.precisions):
+        if all(p == "fp32" for p in precision.values()) or s.out_of_time():
+            continue
+        name = candidate_name(s.options.prune_rule, base.ratios, precision)
+        s.add(Candidate(name, "precision", dict(base.ratios), precision), build)
 
 
 def _precision_variants(base: ModelPair, calibration: Rays, precisions: tuple[str, ...]):
