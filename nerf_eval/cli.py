@@ -471,6 +471,7 @@ def cmd_autocompress(args) -> int:
     result = search(pair, scene, calibration, options, RenderSettings(white_bkgd=scene.white_bkgd))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the finished directory is an ordinary one
     try:
         (tmp / "search.md").write_text(markdown(result))
         (tmp / "search.json").write_text(json.dumps(result.to_dict(), indent=1, default=float))

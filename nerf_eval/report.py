@@ -145,6 +145,7 @@ def write_report(rows: list[dict], out_dir: str | Path, settings: dict | None = 
         raise NerfEvalError(f"{out}: report directory exists and is not empty; refusing to overwrite (use --force)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the finished directory is an ordinary one
     try:
         md = [f"# {title}\n"]
         if settings:
