@@ -24,8 +24,8 @@ SHIPPED = {  # target name: (scene spec, run directory, evaluation scale relativ
     "lego": ("../shared/data/lego_200", "checkpoints/lego", 0.5),  # 200x200: the pixel count of the others
 }
 # Without --nerf-compressors, `object` runs every registered compressor and the other targets this
-# headline set (the reference report's variants and what beats them), which keeps the default run of
-# `pytest benchmarks/` within about 15 minutes on 2 cores; --nerf-compressors applies to every target.
+# headline set (the reference report's variants and what beats them), to keep the default run of
+# `pytest benchmarks/` short on 2 cores; --nerf-compressors applies to every target.
 HEADLINE = ("fp32", "bf16", "int8-ptq-both", "mixed:40", "prune-activation:0.3", "prune-activation-obs:0.3")
 
 

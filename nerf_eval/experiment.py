@@ -11,14 +11,12 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 
-import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from nerf_eval.compress import get_compressor, serialized_size
 from nerf_eval.compress.finetune import finetune
 from nerf_eval.evaluate import ViewRender, evaluate
-from nerf_eval.model import ModelPair, NeRF, count_parameters
+from nerf_eval.model import ModelPair, count_parameters, is_float_nerf
 from nerf_eval.render import Rays, RenderSettings, render_chunked
 from nerf_eval.scenes.scene import Scene
 from nerf_eval.throughput import median_time
@@ -100,7 +98,7 @@ def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[in
         except Exception as e:  # noqa: BLE001 - one failing compressor must not hide the others
             res, small = _failed(name, e), None
         results.append(res)
-        if finetune_steps and small is not None and _is_float(small):
+        if finetune_steps and small is not None and all(map(is_float_nerf, small.networks().values())):
             ft_name = finetuned_name(name, finetune_steps)
             try:
                 t0 = time.perf_counter()
@@ -120,9 +118,3 @@ def _failed(name: str, e: Exception) -> VariantResult:
     traceback.clear_frames(e.__traceback__)
     return VariantResult(name=name, error=f"{type(e).__name__}: {line}")
 
-
-def _is_float(pair: ModelPair) -> bool:
-    """True when every network is a plain fp32 NeRF (what `finetune` can train)."""
-    return all(isinstance(n, NeRF) and all(type(m) is nn.Linear for m in n.modules()
-                                           if not isinstance(m, (NeRF, nn.ModuleList)))
-               and all(p.dtype == torch.float32 for p in n.parameters()) for n in pair.networks().values())

@@ -131,6 +131,13 @@ class NeRF(nn.Module):
         return torch.cat([rgb, alpha], dim=-1)
 
 
+def is_float_nerf(net: nn.Module) -> bool:
+    """True for a plain fp32 NeRF: only nn.Linear layers (pruned widths allowed), nothing quantized or cast."""
+    return (isinstance(net, NeRF)
+            and all(type(m) is nn.Linear for m in net.modules() if not isinstance(m, (NeRF, nn.ModuleList)))
+            and all(p.dtype == torch.float32 for p in net.parameters()))
+
+
 def count_parameters(module: nn.Module) -> int:
     """Number of parameters (packed int8 weights of quantized modules are counted by `size.py`)."""
     return sum(p.numel() for p in module.parameters())

@@ -14,7 +14,7 @@ from torch import nn
 
 from nerf_eval.compress.base import FunctionCompressor, register
 from nerf_eval.errors import CompressorError
-from nerf_eval.model import ModelPair, NeRF
+from nerf_eval.model import ModelPair, is_float_nerf
 from nerf_eval.render import Rays
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -36,9 +36,7 @@ def cast_network(net: nn.Module, dtype: torch.dtype) -> nn.Module:
     """A copy of `net` whose weights are stored and computed in `dtype`."""
     if dtype == torch.float32:
         return copy.deepcopy(net)
-    plain = isinstance(net, NeRF) and all(type(m) is nn.Linear for m in net.modules()
-                                           if not isinstance(m, (NeRF, nn.ModuleList)))
-    if not plain or any(p.dtype != torch.float32 for p in net.parameters()):
+    if not is_float_nerf(net):
         raise CompressorError(f"cannot cast a {type(net).__name__} network to {dtype}: only float NeRF networks "
                               "can be cast (cast before quantizing, or cast the other network)")
     return CastNetwork(copy.deepcopy(net).to(dtype), dtype)

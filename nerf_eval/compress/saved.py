@@ -21,7 +21,7 @@ from nerf_eval.compress.cast import CastNetwork
 from nerf_eval.compress.quantize import (STATIC_INT8_META, WeightOnlyLinear, dynamic_int8_network,
                                          static_int8_network, weight_only_network)
 from nerf_eval.errors import CheckpointError
-from nerf_eval.model import ModelPair, NeRF, NeRFConfig
+from nerf_eval.model import ModelPair, NeRF, NeRFConfig, is_float_nerf
 
 FORMAT = "nerfcompress-compressed-v1"
 
@@ -54,10 +54,6 @@ def _cast_rebuild(settings: dict) -> nn.Module:
 
 def _linear_types(net: nn.Module) -> set[type]:
     return {type(m) for m in net.modules() if not isinstance(m, (NeRF, nn.ModuleList))}
-
-
-def _is_float_nerf(net: nn.Module) -> bool:
-    return isinstance(net, NeRF) and _linear_types(net) <= {nn.Linear}
 
 
 def _is_static_int8(net: nn.Module) -> bool:
@@ -94,9 +90,10 @@ def _weight_only_describe(net: NeRF) -> dict:
     return {"config": net.config.to_dict(), "plan": plan, "bits": first.bits, "group_size": first.group_size or None}
 
 
-register_kind(NetworkKind("nerf", _is_float_nerf, lambda n: {"config": n.config.to_dict()},
+register_kind(NetworkKind("nerf", is_float_nerf, lambda n: {"config": n.config.to_dict()},
                           lambda s: NeRF(NeRFConfig.from_dict(s["config"]))))
-register_kind(NetworkKind("cast", lambda n: isinstance(n, CastNetwork) and _is_float_nerf(n.net),
+register_kind(NetworkKind("cast", lambda n: isinstance(n, CastNetwork) and isinstance(n.net, NeRF)
+                          and _linear_types(n.net) <= {nn.Linear},
                           _cast_describe, _cast_rebuild))
 register_kind(NetworkKind("int8-static", _is_static_int8, lambda n: dict(n.meta[STATIC_INT8_META]),
                           _static_int8_rebuild))
