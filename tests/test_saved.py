@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from nerf_eval.checkpoint import load_torch_file
 from nerf_eval.compress import get_compressor, serialized_size
 from nerf_eval.compress.saved import load_any, load_compressed, network_record, save_compressed
 from nerf_eval.errors import CheckpointError
@@ -64,7 +65,7 @@ def test_unsupported_network_is_one_line_error(pair, tmp_path):
 def test_tampered_state_is_a_clear_error(pair, tmp_path):
     small = get_compressor("int8-ptq-both:64").compress(pair, camera_rays(64))
     path = save_compressed(tmp_path / "m.pt", small, "int8")
-    obj = torch.load(path, weights_only=True)
+    obj = load_torch_file(path)
     obj["networks"]["fine"]["settings"]["config"]["width"] = 48
     torch.save(obj, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="does not match its recorded structure"):
