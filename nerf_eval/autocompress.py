@@ -31,12 +31,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-import torch
 from tqdm.auto import tqdm
 
 from nerf_eval.compress import get_compressor, serialized_size
-from nerf_eval.compress.cast import cast_network
-from nerf_eval.compress.prune import PruneCompressor, check_ratio, parse_prune_spec
+from nerf_eval.compress.cast import DTYPES, cast_network
+from nerf_eval.compress.prune import NAMES as PRUNE_NAMES
+from nerf_eval.compress.prune import check_ratio, parse_prune_spec
 from nerf_eval.compress.quantize import static_int8_pair
 from nerf_eval.errors import NerfEvalError
 from nerf_eval.evaluate import evaluate
@@ -74,6 +74,9 @@ class SearchOptions:
             raise NerfEvalError(f"autocompress: unknown objective {self.objective!r}; choose one of {OBJECTIVES}")
         if not self.budget_s > 0:
             raise NerfEvalError(f"autocompress: the time budget must be positive, got {self.budget_s} s")
+        if self.prune_rule not in PRUNE_NAMES:
+            raise NerfEvalError(f"autocompress: {self.prune_rule!r} is not a pruning compressor; "
+                                f"choose from {', '.join(PRUNE_NAMES)}")
         for r in self.ratios:
             check_ratio(r, "autocompress")
         unknown = set(self.precisions) - set(PRECISIONS)
@@ -261,8 +264,6 @@ def search(pair: ModelPair, scene: Scene, calibration: Rays, options: SearchOpti
     s = _Search(pair, scene, calibration, options, settings, progress)
     rule = options.prune_rule
     pruner = parse_prune_spec(rule, "0")
-    if not isinstance(pruner, PruneCompressor):
-        raise NerfEvalError(f"autocompress: {rule} is not a pruning compressor")
     stats, scores = pruner.analyse(pair, calibration)
     pruned: dict[tuple[float, float], tuple[Candidate, ModelPair]] = {(0.0, 0.0): (s.reference, pair)}
     _precision_stage(s, s.reference, pair)  # first: under a short budget, int8/bf16 alone are measured
@@ -318,7 +319,7 @@ def _precision_variants(base: ModelPair, calibration: Rays, precisions: tuple[st
         float_net = base.networks()[name]
         if precision == "int8":
             return int8().networks()[name]
-        return cast_network(float_net, {"fp32": torch.float32, "bf16": torch.bfloat16}[precision])
+        return cast_network(float_net, DTYPES[precision])
 
     out = []
     for pc, pf in itertools.product(precisions, precisions):

@@ -391,11 +391,10 @@ def cmd_report(args) -> int:
     from nerf_eval.compress import REGISTRY
     from nerf_eval.experiment import run_variants
     from nerf_eval.render import RenderSettings
-    from nerf_eval.report import write_report
+    from nerf_eval.report import refuse_to_replace, write_report
     from nerf_eval.scenes import load_scene
 
-    if args.out.exists() and any(args.out.iterdir()) and not args.force:
-        raise NerfEvalError(f"{args.out}: report directory exists and is not empty; refusing to overwrite (use --force)")
+    refuse_to_replace(args.out, args.force)
     names = REGISTRY.select([n.strip() for n in args.compressors.split(",") if n.strip()])
     if args.finetune_steps < 0:
         raise NerfEvalError(f"--finetune-steps must be >= 0, got {args.finetune_steps}")
@@ -445,19 +444,15 @@ def _add_autocompress(sub) -> None:
 
 
 def cmd_autocompress(args) -> int:
-    import os
-    import shutil
-    import tempfile
-
     from nerf_eval.autocompress import SearchOptions, front_plot, markdown, search
     from nerf_eval.checkpoint import file_hash, load_checkpoint
     from nerf_eval.compress.saved import save_compressed
     from nerf_eval.render import RenderSettings
+    from nerf_eval.report import atomic_directory, refuse_to_replace
     from nerf_eval.scenes import load_scene
 
     out = args.out
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
-        raise NerfEvalError(f"{out}: exists and is not an empty directory; refusing to overwrite (use --force)")
+    refuse_to_replace(out, args.force)
     try:
         ratios = tuple(float(r) for r in args.ratios.split(",") if r.strip())
     except ValueError:
@@ -469,10 +464,7 @@ def cmd_autocompress(args) -> int:
     scene = load_scene(args.scene).rescaled(args.scale)
     calibration = scene.sample_rays(args.calibration_rays, "train", 0)
     result = search(pair, scene, calibration, options, RenderSettings(white_bkgd=scene.white_bkgd))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the finished directory is an ordinary one
-    try:
+    with atomic_directory(out, args.force) as tmp:
         (tmp / "search.md").write_text(markdown(result))
         (tmp / "search.json").write_text(json.dumps(result.to_dict(), indent=1, default=float))
         front_plot(result, tmp / "front.png")
@@ -482,12 +474,6 @@ def cmd_autocompress(args) -> int:
                                     "scene": str(args.scene), "calibration_rays": args.calibration_rays, "seed": 0,
                                     "autocompress": {"max_drop": args.max_drop, "objective": args.objective,
                                                      "confirmed_drop": result.chosen.confirmed_drop}})
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     print(markdown(result))
     if result.chosen is None:
         raise NerfEvalError(f"autocompress: no candidate stayed within {args.max_drop} dB on the held-out views "

@@ -5,12 +5,14 @@ killed run leaves no half-written report, and an existing report is never replac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -133,6 +135,33 @@ def image_grid(gt: dict[int, np.ndarray], renders: dict[str, dict[int, dict]], v
     plt.close(fig)
 
 
+def refuse_to_replace(out: Path, overwrite: bool) -> None:
+    """One-line error when `out` holds something (a file, or a non-empty directory) and `overwrite` is off."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise NerfEvalError(f"{out}: exists and is not an empty directory; refusing to overwrite (use --force)")
+
+
+@contextlib.contextmanager
+def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
+    """A temporary sibling directory to write into; when the block ends normally it replaces `out`.
+
+    A killed or failed run leaves `out` as it was (and no temporary directory)."""
+    refuse_to_replace(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the finished directory is an ordinary one
+    try:
+        yield tmp
+        if out.is_dir():
+            shutil.rmtree(out)
+        elif out.exists():
+            out.unlink()
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
 def write_report(rows: list[dict], out_dir: str | Path, settings: dict | None = None,
                  grid: dict | None = None, overwrite: bool = False, title: str = "Results") -> Path:
     """Write results.md, results.json, tradeoff.png (and grid.png when `grid` holds renders) atomically.
@@ -141,12 +170,7 @@ def write_report(rows: list[dict], out_dir: str | Path, settings: dict | None = 
     "views": [worst, typical]}.
     """
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise NerfEvalError(f"{out}: report directory exists and is not empty; refusing to overwrite (use --force)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the finished directory is an ordinary one
-    try:
+    with atomic_directory(out, overwrite) as tmp:
         md = [f"# {title}\n"]
         if settings:
             md.append("Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()) + "\n")
@@ -157,10 +181,4 @@ def write_report(rows: list[dict], out_dir: str | Path, settings: dict | None = 
         tradeoff_plot(rows, tmp / "tradeoff.png")
         if grid:
             image_grid(grid["gt"], grid["renders"], grid["views"], tmp / "grid.png", grid.get("gt_depth"))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out

@@ -103,6 +103,8 @@ def test_bad_options():
         SearchOptions(objective="beauty")
     with pytest.raises(NerfEvalError, match=r"\[0, 1\)"):
         SearchOptions(ratios=(0.0, 1.0))
+    with pytest.raises(NerfEvalError, match="not a pruning compressor"):
+        SearchOptions(prune_rule="int8-ptq-both")
 
 
 def test_cli_writes_model_front_and_tables(setup, capsys):

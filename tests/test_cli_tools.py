@@ -109,3 +109,20 @@ def test_report_adds_finetuned_rows_for_pruned_variants(tiny):
     assert rows[2]["size_bytes"] == rows[1]["size_bytes"] and rows[2]["psnr"] != rows[1]["psnr"]
     assert main(["report", "--checkpoint", str(ckpt), "--scene", str(scene), "--compressors", "bf16",
                  "--finetune-steps", "-1", "--out", str(root / "x")]) == 2
+
+
+def test_atomic_directory_leaves_the_old_one_when_writing_fails(tmp_path):
+    from nerf_eval.report import atomic_directory
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "kept.txt").write_text("user's")
+    with pytest.raises(RuntimeError):
+        with atomic_directory(out, overwrite=True) as tmp:
+            (tmp / "half.txt").write_text("half")
+            raise RuntimeError("killed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert [p.name for p in out.iterdir()] == ["kept.txt"]
+    with atomic_directory(out, overwrite=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in out.iterdir()] == ["new.txt"]
