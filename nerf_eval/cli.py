@@ -60,7 +60,10 @@ def _add_train(sub) -> None:
     p.add_argument("--n-fine", type=int, default=d.n_fine, help="fine samples per ray while training")
     p.add_argument("--precrop-steps", type=int, default=d.precrop_steps)
     p.add_argument("--precrop-frac", type=float, default=d.precrop_frac)
-    p.add_argument("--no-bf16", action="store_true", help="train in fp32 instead of bf16 autocast")
+    half = p.add_mutually_exclusive_group()
+    half.add_argument("--bf16", dest="bf16", action="store_true", default=None,
+                      help="bf16 autocast around the MLP (default: when this CPU has native bf16 matmuls)")
+    half.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in fp32")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--scale", type=float, default=1.0, help="resolution scale of the scene")
     p.add_argument("--checkpoint-every", type=float, default=d.checkpoint_every_s, help="seconds")
@@ -92,9 +95,15 @@ def cmd_train(args) -> int:
             raise NerfEvalError(f"{args.scene}: --warmstart-steps needs a built-in analytic scene")
         scene = load_scene(args.scene)
     scene = scene.rescaled(args.scale)
+    if args.bf16 is None:
+        from nerf_eval.hardware import is_slow_dtype, slow_dtype_note
+
+        args.bf16 = not is_slow_dtype(torch.bfloat16)
+        if not args.bf16:
+            print(f"training in fp32: {slow_dtype_note([torch.bfloat16])}; --bf16 forces it", file=sys.stderr)
     cfg = TrainConfig(steps=args.steps, batch_rays=args.batch_rays, lr=args.lr, lr_final=args.lr_final,
                       n_coarse=args.n_coarse, n_fine=args.n_fine, precrop_steps=args.precrop_steps,
-                      precrop_frac=args.precrop_frac, bf16=not args.no_bf16, seed=args.seed,
+                      precrop_frac=args.precrop_frac, bf16=args.bf16, seed=args.seed,
                       warmstart_steps=args.warmstart_steps, warmstart_points=args.warmstart_points,
                       checkpoint_every_s=args.checkpoint_every)
     trainer = Trainer(scene, cfg, analytic=analytic)
@@ -367,20 +376,27 @@ def _add_report(sub) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--finetune-steps", type=int, default=0,
                    help="also report each pruned (float) variant after this many recovery fine-tune steps")
+    p.add_argument("--finetune-rays", type=int, default=1024, help="rays per fine-tune step (default 1024)")
+    p.add_argument("--grid-variants", default="*",
+                   help="comma-separated names or globs of the variants shown in grid.png (default: all)")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_report)
 
 
-def _grid_data(scene, results, renders) -> dict:
-    """Ground truth and renders of the fp32 worst view and a typical (median-PSNR) view."""
-    import numpy as np
+def _grid_data(scene, results, renders, patterns: str = "*") -> dict:
+    """Ground truth and renders of the fp32 worst view and a typical (median-PSNR) view, for fp32 and the
+    variants whose names match one of the comma-separated globs in `patterns`."""
+    from fnmatch import fnmatchcase
 
     base = next(r for r in results if r.name == "fp32")
     order = sorted(range(len(base.views)), key=lambda k: base.per_view[k]["psnr"])
     picks = list(dict.fromkeys([base.views[order[0]], base.views[order[len(order) // 2]]]))
     out = {"gt": {v: scene.images[v].numpy() for v in picks}, "views": picks, "renders": {},
            "gt_depth": {v: scene.depths[v].numpy() for v in picks} if scene.depths is not None else None}
+    globs = [g.strip() for g in patterns.split(",") if g.strip()]
     for name, rends in renders.items():
+        if name != "fp32" and not any(fnmatchcase(name, g) for g in globs):
+            continue
         out["renders"][name] = {r.index: {"rgb": r.rgb.numpy(), "depth": r.depth.numpy()}
                                 for r in rends if r.index in picks}
     return out
@@ -396,8 +412,9 @@ def cmd_report(args) -> int:
 
     refuse_to_replace(args.out, args.force)
     names = REGISTRY.select([n.strip() for n in args.compressors.split(",") if n.strip()])
-    if args.finetune_steps < 0:
-        raise NerfEvalError(f"--finetune-steps must be >= 0, got {args.finetune_steps}")
+    if args.finetune_steps < 0 or args.finetune_rays < 1:
+        raise NerfEvalError(f"--finetune-steps must be >= 0 and --finetune-rays >= 1, got {args.finetune_steps} "
+                            f"and {args.finetune_rays}")
     pair = load_checkpoint(args.checkpoint)
     full_scene = load_scene(args.scene)
     scene = full_scene.rescaled(args.scale)
@@ -409,13 +426,15 @@ def cmd_report(args) -> int:
     latency = scene.rays(views[0])[: args.latency_rays]
     settings = RenderSettings(white_bkgd=scene.white_bkgd)
     results, renders = run_variants(pair, scene, names, views, calibration, settings, latency, args.repeats,
-                                    finetune_steps=args.finetune_steps, finetune_scene=full_scene)
+                                    finetune_steps=args.finetune_steps, finetune_scene=full_scene,
+                                    finetune_rays=args.finetune_rays)
     meta = {"checkpoint": str(args.checkpoint), "sha256": file_hash(args.checkpoint)[:16], "scene": str(args.scene),
             "resolution": f"{scene.width}x{scene.height}", "views": len(views), "samples": "64+128",
             "latency_rays": len(latency)}
     if args.finetune_steps:
-        meta["finetune"] = f"{args.finetune_steps} steps, 1024 rays, 32+64 samples, lr 1e-4 to 1e-5, seed 0"
-    write_report([r.to_dict() for r in results], args.out, meta, _grid_data(scene, results, renders),
+        meta["finetune"] = f"{args.finetune_steps} steps, {args.finetune_rays} rays, 32+64 samples, lr 1e-4 to 1e-5, seed 0"
+    write_report([r.to_dict() for r in results], args.out, meta,
+                 _grid_data(scene, results, renders, args.grid_variants),
                  overwrite=args.force, title=f"fp32 vs compressors on {scene.name}")
     print((args.out / "results.md").read_text())
     return 0
@@ -434,6 +453,9 @@ def _add_autocompress(sub) -> None:
     p.add_argument("--budget-minutes", type=float, default=20.0, help="time for the whole search (default 20)")
     p.add_argument("--scale", type=float, default=0.5, help="resolution scale of the views measured (default 0.5)")
     p.add_argument("--ratios", default="0,0.15,0.3,0.5", help="pruning ratios tried for each network")
+    p.add_argument("--precisions", default=None,
+                   help="per-network precisions tried, from fp32,bf16,int8 (default: all three, without bf16 where "
+                        "this CPU emulates it)")
     p.add_argument("--calibration-views", type=int, default=2)
     p.add_argument("--confirm-views", type=int, default=2)
     p.add_argument("--calibration-rays", type=int, default=4096)
@@ -444,7 +466,7 @@ def _add_autocompress(sub) -> None:
 
 
 def cmd_autocompress(args) -> int:
-    from nerf_eval.autocompress import SearchOptions, front_plot, markdown, search
+    from nerf_eval.autocompress import PRECISIONS, SearchOptions, front_plot, markdown, search
     from nerf_eval.checkpoint import file_hash, load_checkpoint
     from nerf_eval.compress.saved import save_compressed
     from nerf_eval.render import RenderSettings
@@ -457,8 +479,20 @@ def cmd_autocompress(args) -> int:
         ratios = tuple(float(r) for r in args.ratios.split(",") if r.strip())
     except ValueError:
         raise NerfEvalError(f"--ratios {args.ratios!r}: give comma-separated numbers in [0, 1)") from None
+    if args.precisions is None:
+        import torch
+
+        from nerf_eval.hardware import is_slow_dtype, slow_dtype_note
+
+        precisions = PRECISIONS
+        if is_slow_dtype(torch.bfloat16):
+            precisions = tuple(p for p in PRECISIONS if p != "bf16")
+            print(f"autocompress: not trying bf16: {slow_dtype_note([torch.bfloat16])}; --precisions "
+                  "fp32,bf16,int8 forces it", file=sys.stderr)
+    else:
+        precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
     options = SearchOptions(max_drop=args.max_drop, objective=args.objective, budget_s=args.budget_minutes * 60,
-                            ratios=ratios, calibration_views=args.calibration_views,
+                            ratios=ratios, precisions=precisions, calibration_views=args.calibration_views,
                             confirm_views=args.confirm_views, latency_rays=args.latency_rays)
     pair = load_checkpoint(args.checkpoint)
     scene = load_scene(args.scene).rescaled(args.scale)

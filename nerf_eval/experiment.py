@@ -76,13 +76,13 @@ def finetuned_name(name: str, steps: int) -> str:
 def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[int], calibration: Rays,
                  settings: RenderSettings = RenderSettings(), latency_rays: Rays | None = None,
                  repeats: int = 3, progress: bool = True, finetune_steps: int = 0,
-                 finetune_scene: Scene | None = None
+                 finetune_scene: Scene | None = None, finetune_rays: int = 1024
                  ) -> tuple[list[VariantResult], dict[str, list[ViewRender]]]:
     """fp32 first, then each named compressor; a compressor that fails gets a row with its error.
 
     With `finetune_steps`, every variant whose result is a float NeRF pair (pruned models) also gets a
-    second row after a recovery fine-tune of that many steps on `finetune_scene`'s training rays (the
-    scene at its training resolution; default `scene`): post-training and fine-tuned results side by side."""
+    second row after a recovery fine-tune of that many steps of `finetune_rays` rays on `finetune_scene`'s
+    training views (the scene at its training resolution; default `scene`): post-training and fine-tuned results side by side."""
     results, renders = [], {}
     base, base_renders = measure("fp32", pair, scene, views, settings, latency_rays, repeats)
     results.append(base)
@@ -102,7 +102,8 @@ def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[in
             ft_name = finetuned_name(name, finetune_steps)
             try:
                 t0 = time.perf_counter()
-                tuned = finetune(small, finetune_scene or scene, finetune_steps, progress=progress)
+                tuned = finetune(small, finetune_scene or scene, finetune_steps, batch_rays=finetune_rays,
+                                 progress=progress)
                 elapsed += time.perf_counter() - t0
                 res, rend = measure(ft_name, tuned, scene, views, settings, latency_rays, repeats)
                 res.compress_time_s = elapsed

@@ -68,8 +68,23 @@ def reference_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def series_of(name: str) -> tuple[str, float] | None:
+    """('prune-activation', 0.3) for 'prune-activation:0.3' and ('prune-activation, fine-tuned 100 steps',
+    0.3) for its fine-tuned row: a compressor swept over one numeric parameter; None for other names."""
+    head, sep, rest = name.partition(", ")
+    base, colon, value = head.rpartition(":")
+    if not colon:
+        return None
+    try:
+        x = float(value)
+    except ValueError:
+        return None
+    return (base + sep + rest, x)
+
+
 def tradeoff_plot(rows: list[dict], path: Path, time_key: str = "render_time_s") -> None:
-    """PSNR vs size and PSNR vs speed-up, one labelled point per variant."""
+    """PSNR vs size and PSNR vs speed-up. A compressor measured at several values of one parameter
+    (a pruning ratio sweep) is one line with a legend entry; other variants are labelled points."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,20 +92,44 @@ def tradeoff_plot(rows: list[dict], path: Path, time_key: str = "render_time_s")
 
     ok = [r for r in rows if not r.get("error")]
     base = next((r for r in ok if r["name"] == "fp32"), None)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+
+    def speedup(r: dict) -> float | None:
+        t = r.get(time_key)
+        return base[time_key] / t if base and t and math.isfinite(t) and base.get(time_key) else None
+
+    groups: dict[str, list[tuple[float, dict]]] = {}
     for r in ok:
-        axes[0].scatter(r["size_bytes"] / 1e6, r["psnr"], s=30)
+        key = series_of(r["name"])
+        if key:
+            groups.setdefault(key[0], []).append((key[1], r))
+    series = {k: sorted(v, key=lambda p: p[0]) for k, v in groups.items() if len(v) > 1}
+    in_series = {id(r) for v in series.values() for _, r in v}
+    fig, axes = plt.subplots(1, 2, figsize=(13 if series else 11, 4.8))
+    for label, points in series.items():
+        style = "--" if ", " in label else "-"
+        xs_size = [r["size_bytes"] / 1e6 for _, r in points]
+        line, = axes[0].plot(xs_size, [r["psnr"] for _, r in points], style, marker="o", ms=4, label=label)
+        timed = [(speedup(r), r["psnr"]) for _, r in points if speedup(r)]
+        if timed:
+            axes[1].plot(*zip(*timed), style, marker="o", ms=4, color=line.get_color())
+    for r in ok:
+        if id(r) in in_series:
+            continue
+        axes[0].scatter(r["size_bytes"] / 1e6, r["psnr"], s=30, color="black" if r is base else None)
         axes[0].annotate(r["name"], (r["size_bytes"] / 1e6, r["psnr"]), fontsize=7, xytext=(3, 3),
                          textcoords="offset points")
-        if base and r.get(time_key) and math.isfinite(r[time_key]):
-            sp = base[time_key] / r[time_key]
-            axes[1].scatter(sp, r["psnr"], s=30)
+        if (sp := speedup(r)) is not None:
+            axes[1].scatter(sp, r["psnr"], s=30, color="black" if r is base else None)
             axes[1].annotate(r["name"], (sp, r["psnr"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     axes[0].set(xlabel="serialized size (MB)", ylabel="PSNR (dB)", title="PSNR vs size")
     axes[1].set(xlabel="speed-up vs fp32 (same run)", ylabel="PSNR (dB)", title="PSNR vs speed-up")
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    if series:
+        fig.legend(loc="center right", fontsize=7, title="swept over the ratio", title_fontsize=7)
+        fig.tight_layout(rect=(0, 0, 0.78, 1))
+    else:
+        fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

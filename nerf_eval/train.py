@@ -194,7 +194,8 @@ class Trainer:
             raise CheckpointError(f"{path}: was trained with model config {saved_model}, not {self.pair.coarse.config}")
         saved_train = state.get("train_config", {})
         mine = dataclasses.asdict(self.cfg)
-        differs = sorted(k for k in mine if k not in ("steps", "checkpoint_every_s") and saved_train.get(k) != mine[k])
+        free = ("steps", "checkpoint_every_s", "bf16")  # the schedule's length and the arithmetic may change
+        differs = sorted(k for k in mine if k not in free and saved_train.get(k) != mine[k])
         if differs:
             raise CheckpointError(f"{path}: was trained with other settings ({', '.join(differs)}); "
                                   "resume with the same settings or start a new --out")

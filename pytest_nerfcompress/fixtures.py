@@ -113,13 +113,22 @@ def nerf_compressor(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture(scope="session")
-def nerf_compressed(pytestconfig: pytest.Config, nerf_compressor: Any,
-                    nerf_workbench: "Workbench") -> "CompressedModel":
+def nerf_compressed(pytestconfig: pytest.Config, nerf_compressor: Any, nerf_workbench: "Workbench",
+                    nerf_options: NerfOptions) -> "CompressedModel":
     """The compressor's output on `nerf_pair` (built once per compressor per session):
-    `.name`, `.pair` (a ModelPair), `.gates`, `.compress_seconds`."""
+    `.name`, `.pair` (a ModelPair), `.gates`, `.compress_seconds`.
+
+    A model that computes in a half dtype this CPU only emulates (bf16 or fp16 without native matmuls,
+    tens of times slower than fp32) is skipped with the measured rate, unless --nerf-compressors names it."""
+    from nerf_eval.hardware import slow_dtype_note, slow_dtypes
+
     name = nerf_session(pytestconfig).registries().name_of(nerf_compressor)
     with one_line_errors(nerf_workbench.target.name):
-        return nerf_workbench.compressed(name, nerf_compressor)
+        model = nerf_workbench.compressed(name, nerf_compressor)
+    slow = slow_dtypes(model.pair)
+    if slow and name not in nerf_options.compressors:
+        pytest.skip(f"{name}: {slow_dtype_note(slow)}; name it in --nerf-compressors to measure it anyway")
+    return model
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from nerf_eval.checkpoint import save_checkpoint
 from nerf_eval.cli import main
 from nerf_eval.compress.saved import load_any
 from nerf_eval.model import ModelPair, NeRFConfig
+from nerf_eval.report import series_of
 from nerf_eval.scenes.blender import write_blender
 from nerf_eval.scenes.procedural import make_scene
 
@@ -74,6 +75,28 @@ def test_report_writes_tables_and_plots(tiny):
                  "--out", str(out)]) == 2
 
 
+def test_report_of_a_pruning_sweep_with_finetune(tiny):
+    root, ckpt, scene = tiny
+    out = root / "sweep"
+    assert main(["report", "--checkpoint", str(ckpt), "--scene", str(scene), "--compressors",
+                 "prune-activation:0.25:round=1,prune-activation:0.5:round=1", "--out", str(out),
+                 "--calibration-rays", "32", "--latency-rays", "16", "--repeats", "1", "--finetune-steps", "2",
+                 "--finetune-rays", "8", "--grid-variants", "*0.5*"]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert [r["name"] for r in data["results"]] == [
+        "fp32", "prune-activation:0.25:round=1", "prune-activation:0.25:round=1, fine-tuned 2 steps",
+        "prune-activation:0.5:round=1", "prune-activation:0.5:round=1, fine-tuned 2 steps"]
+    assert "2 steps, 8 rays" in data["settings"]["finetune"]
+    assert iio.imread(out / "tradeoff.png").shape[1] > iio.imread(out / "grid.png").shape[1] / 4
+
+
+def test_report_refuses_bad_finetune_rays(tiny, capsys):
+    root, ckpt, scene = tiny
+    assert main(["report", "--checkpoint", str(ckpt), "--scene", str(scene), "--compressors", "bf16",
+                 "--out", str(root / "r"), "--finetune-rays", "0"]) == 2
+    assert "--finetune-rays" in capsys.readouterr().err
+
+
 def test_compress_prunes_and_finetunes(tiny, capsys):
     root, ckpt, scene = tiny
     out = root / "pruned.pt"
@@ -126,3 +149,14 @@ def test_atomic_directory_leaves_the_old_one_when_writing_fails(tmp_path):
     with atomic_directory(out, overwrite=True) as tmp:
         (tmp / "new.txt").write_text("new")
     assert [p.name for p in out.iterdir()] == ["new.txt"]
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("prune-activation:0.3", ("prune-activation", 0.3)),
+    ("prune-activation:0.3, fine-tuned 100 steps", ("prune-activation, fine-tuned 100 steps", 0.3)),
+    ("mixed:40", ("mixed", 40.0)),
+    ("int8-ptq-both", None),
+    ("prune-activation:0.3:round=1", None),
+])
+def test_series_of_groups_a_swept_parameter(name, expected):
+    assert series_of(name) == expected

@@ -158,6 +158,25 @@ def test_conftest_compressors_join_the_suite_and_gates_fail_with_one_line(suite)
     assert (suite.path / "report" / "renders" / "scene" / "zero-density.npz").exists()
 
 
+SLOW_BF16_CONFTEST = '''
+import torch
+
+import nerf_eval.hardware
+
+nerf_eval.hardware.matmul_speed_ratio = lambda dtype: 0.02 if dtype == torch.bfloat16 else 1.0
+'''
+
+
+def test_emulated_half_precision_is_skipped_unless_named(suite):
+    suite.makeconftest(SLOW_BF16_CONFTEST)
+    suite.makepyfile(test_quality=QUALITY_MODULE)
+    result = suite.runpytest("-rs", "--nerf-compressors=fp32,bf1*")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*bf16: this CPU emulates bfloat16 at 0.02x the fp32 GEMM rate*"
+                                 "name it in --nerf-compressors*"])
+    suite.runpytest("--nerf-compressors=bf16").assert_outcomes(passed=1)
+
+
 def test_unknown_compressor_or_empty_glob_is_a_one_line_collection_error(suite):
     suite.makepyfile(test_quality=QUALITY_MODULE)
     for pattern, message in [("nope", "nerfcompress: nope: unknown compressor; known: *"),

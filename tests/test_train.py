@@ -95,6 +95,9 @@ def test_resume_refuses_other_settings(tiny_scene, tmp_path):
                                                        multires_views=2, view_width=16))
     with pytest.raises(CheckpointError, match="model config"):
         wider.load(tmp_path / "checkpoint.pt")
+    switched = Trainer(scene, _cfg(steps=4, bf16=True), TINY)  # precision and length may change on resume
+    switched.load(tmp_path / "checkpoint.pt")
+    assert switched.step == 2 and switched.cfg.bf16
 
 
 def test_cli_refuses_non_empty_out_and_unknown_scene(tmp_path, capsys):

@@ -1,0 +1,57 @@
+"""What this CPU computes fast: half-precision matmuls are native on some CPUs (AVX-512 BF16, AMX) and
+emulated, tens of times slower than fp32, on others (AVX2 only). Rendering or training in an emulated dtype
+turns a minute into an hour, so callers check before they choose bf16 or fp16.
+
+The check is a measurement, not a lookup of CPU flags: it times the MLP's own GEMM shape in the dtype and
+in fp32 (a fraction of a second, once per process).
+"""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+import torch
+
+from nerf_eval.model import ModelPair
+
+SLOW_RATIO = 0.1  # a dtype under a tenth of the fp32 GEMM rate is treated as emulated
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+
+
+def _gemm_seconds(dtype: torch.dtype, rows: int = 512, width: int = 256, trials: int = 3) -> float:
+    a = torch.randn(rows, width).to(dtype)
+    b = torch.randn(width, width).to(dtype)
+    best = float("inf")
+    with torch.inference_mode():
+        a @ b
+        for _ in range(trials):
+            start = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
+@lru_cache(maxsize=None)
+def matmul_speed_ratio(dtype: torch.dtype) -> float:
+    """GEMM throughput of `dtype` relative to fp32 on this CPU (above 1: faster than fp32)."""
+    if dtype == torch.float32:
+        return 1.0
+    return _gemm_seconds(torch.float32) / max(_gemm_seconds(dtype), 1e-9)
+
+
+def is_slow_dtype(dtype: torch.dtype) -> bool:
+    """True when this CPU runs `dtype` matmuls below SLOW_RATIO of the fp32 rate (emulated)."""
+    return dtype in HALF_DTYPES and matmul_speed_ratio(dtype) < SLOW_RATIO
+
+
+def slow_dtypes(pair: ModelPair) -> list[torch.dtype]:
+    """The emulated half dtypes among the floating-point parameters of `pair`'s networks."""
+    found = {p.dtype for net in pair.networks().values() for p in net.parameters() if p.dtype in HALF_DTYPES}
+    return sorted((d for d in found if is_slow_dtype(d)), key=str)
+
+
+def slow_dtype_note(dtypes: list[torch.dtype]) -> str:
+    """One line naming the emulated dtypes and how much slower than fp32 they run here."""
+    parts = [f"{str(d).removeprefix('torch.')} at {matmul_speed_ratio(d):.2f}x the fp32 GEMM rate" for d in dtypes]
+    return "this CPU emulates " + ", ".join(parts) + " (no native half-precision matmul)"
