@@ -26,7 +26,7 @@ SHIPPED = {  # target name: (scene spec, run directory, evaluation scale relativ
 # Without --nerf-compressors, `object` runs every registered compressor and the other targets this
 # headline set (the reference report's variants and what beats them), to keep the default run of
 # `pytest benchmarks/` short on 2 cores; --nerf-compressors applies to every target.
-HEADLINE = ("fp32", "bf16", "int8-ptq-both", "mixed:40", "prune-activation:0.3", "prune-activation-obs:0.3")
+HEADLINE = ("fp32", "int8-ptq-both", "mixed:40", "prune-activation:0.3", "prune-activation-obs:0.3")
 
 
 def _explicit_target(config: pytest.Config) -> bool:

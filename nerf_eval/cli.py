@@ -377,6 +377,8 @@ def _add_report(sub) -> None:
     p.add_argument("--finetune-steps", type=int, default=0,
                    help="also report each pruned (float) variant after this many recovery fine-tune steps")
     p.add_argument("--finetune-rays", type=int, default=1024, help="rays per fine-tune step (default 1024)")
+    p.add_argument("--finetune-variants", default="*",
+                   help="comma-separated names or globs of the variants fine-tuned (default: every pruned one)")
     p.add_argument("--grid-variants", default="*",
                    help="comma-separated names or globs of the variants shown in grid.png (default: all)")
     p.add_argument("--force", action="store_true")
@@ -427,12 +429,20 @@ def cmd_report(args) -> int:
     settings = RenderSettings(white_bkgd=scene.white_bkgd)
     results, renders = run_variants(pair, scene, names, views, calibration, settings, latency, args.repeats,
                                     finetune_steps=args.finetune_steps, finetune_scene=full_scene,
-                                    finetune_rays=args.finetune_rays)
+                                    finetune_rays=args.finetune_rays,
+                                    finetune_only=tuple(g.strip() for g in args.finetune_variants.split(",")
+                                                        if g.strip()))
     meta = {"checkpoint": str(args.checkpoint), "sha256": file_hash(args.checkpoint)[:16], "scene": str(args.scene),
             "resolution": f"{scene.width}x{scene.height}", "views": len(views), "samples": "64+128",
             "latency_rays": len(latency)}
     if args.finetune_steps:
-        meta["finetune"] = f"{args.finetune_steps} steps, {args.finetune_rays} rays, 32+64 samples, lr 1e-4 to 1e-5, seed 0"
+        import torch
+
+        from nerf_eval.hardware import is_slow_dtype
+
+        arithmetic = "fp32" if is_slow_dtype(torch.bfloat16) else "bf16 autocast"
+        meta["finetune"] = (f"{args.finetune_steps} steps, {args.finetune_rays} rays, 32+64 samples, lr 1e-4 to 1e-5, "
+                            f"{arithmetic}, seed 0, variants {args.finetune_variants}")
     write_report([r.to_dict() for r in results], args.out, meta,
                  _grid_data(scene, results, renders, args.grid_variants),
                  overwrite=args.force, title=f"fp32 vs compressors on {scene.name}")

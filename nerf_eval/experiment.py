@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatchcase
 
 from tqdm.auto import tqdm
 
@@ -76,13 +77,14 @@ def finetuned_name(name: str, steps: int) -> str:
 def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[int], calibration: Rays,
                  settings: RenderSettings = RenderSettings(), latency_rays: Rays | None = None,
                  repeats: int = 3, progress: bool = True, finetune_steps: int = 0,
-                 finetune_scene: Scene | None = None, finetune_rays: int = 1024
-                 ) -> tuple[list[VariantResult], dict[str, list[ViewRender]]]:
+                 finetune_scene: Scene | None = None, finetune_rays: int = 1024,
+                 finetune_only: tuple[str, ...] = ("*",)) -> tuple[list[VariantResult], dict[str, list[ViewRender]]]:
     """fp32 first, then each named compressor; a compressor that fails gets a row with its error.
 
     With `finetune_steps`, every variant whose result is a float NeRF pair (pruned models) also gets a
     second row after a recovery fine-tune of that many steps of `finetune_rays` rays on `finetune_scene`'s
-    training views (the scene at its training resolution; default `scene`): post-training and fine-tuned results side by side."""
+    training views (the scene at its training resolution; default `scene`); `finetune_only` limits that to
+    the variants whose names match one of its globs: post-training and fine-tuned results side by side."""
     results, renders = [], {}
     base, base_renders = measure("fp32", pair, scene, views, settings, latency_rays, repeats)
     results.append(base)
@@ -98,7 +100,8 @@ def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[in
         except Exception as e:  # noqa: BLE001 - one failing compressor must not hide the others
             res, small = _failed(name, e), None
         results.append(res)
-        if finetune_steps and small is not None and all(map(is_float_nerf, small.networks().values())):
+        if (finetune_steps and small is not None and any(fnmatchcase(name, g) for g in finetune_only)
+                and all(map(is_float_nerf, small.networks().values()))):
             ft_name = finetuned_name(name, finetune_steps)
             try:
                 t0 = time.perf_counter()

@@ -119,7 +119,7 @@ def nerf_compressed(pytestconfig: pytest.Config, nerf_compressor: Any, nerf_work
     `.name`, `.pair` (a ModelPair), `.gates`, `.compress_seconds`.
 
     A model that computes in a half dtype this CPU only emulates (bf16 or fp16 without native matmuls,
-    tens of times slower than fp32) is skipped with the measured rate, unless --nerf-compressors names it."""
+    5 to 50 times slower than fp32) is skipped with the measured rate, unless --nerf-compressors names it."""
     from nerf_eval.hardware import slow_dtype_note, slow_dtypes
 
     name = nerf_session(pytestconfig).registries().name_of(nerf_compressor)

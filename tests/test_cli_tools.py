@@ -81,11 +81,11 @@ def test_report_of_a_pruning_sweep_with_finetune(tiny):
     assert main(["report", "--checkpoint", str(ckpt), "--scene", str(scene), "--compressors",
                  "prune-activation:0.25:round=1,prune-activation:0.5:round=1", "--out", str(out),
                  "--calibration-rays", "32", "--latency-rays", "16", "--repeats", "1", "--finetune-steps", "2",
-                 "--finetune-rays", "8", "--grid-variants", "*0.5*"]) == 0
+                 "--finetune-rays", "8", "--finetune-variants", "*:0.5*", "--grid-variants", "*0.5*"]) == 0
     data = json.loads((out / "results.json").read_text())
     assert [r["name"] for r in data["results"]] == [
-        "fp32", "prune-activation:0.25:round=1", "prune-activation:0.25:round=1, fine-tuned 2 steps",
-        "prune-activation:0.5:round=1", "prune-activation:0.5:round=1, fine-tuned 2 steps"]
+        "fp32", "prune-activation:0.25:round=1", "prune-activation:0.5:round=1",
+        "prune-activation:0.5:round=1, fine-tuned 2 steps"]
     assert "2 steps, 8 rays" in data["settings"]["finetune"]
     assert iio.imread(out / "tradeoff.png").shape[1] > iio.imread(out / "grid.png").shape[1] / 4
 

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from nerf_eval.compress.prune import check_nerf
 from nerf_eval.errors import CompressorError
+from nerf_eval.hardware import is_slow_dtype
 from nerf_eval.model import ModelPair
 from nerf_eval.render import RenderSettings, render_rays
 from nerf_eval.scenes.scene import Scene
@@ -24,12 +25,13 @@ from nerf_eval.train import psnr_from_mse
 
 
 def finetune(pair: ModelPair, scene: Scene, steps: int, batch_rays: int = 1024, lr: float = 1e-4,
-             lr_final: float | None = None, n_coarse: int = 32, n_fine: int = 64, bf16: bool = True,
+             lr_final: float | None = None, n_coarse: int = 32, n_fine: int = 64, bf16: bool | None = None,
              seed: int = 0, progress: bool = False) -> ModelPair:
     """A copy of `pair` trained `steps` more steps on random rays of the scene's 'train' split.
 
-    The learning rate decays exponentially from `lr` to `lr_final` (default lr / 10). Records the
-    steps and the last train-batch PSNR in `meta['finetune']`; `pair` itself is left unchanged."""
+    The learning rate decays exponentially from `lr` to `lr_final` (default lr / 10). bf16 autocast by
+    default only where this CPU has native bf16 matmuls. Records the steps and the last train-batch PSNR
+    in `meta['finetune']`; `pair` itself is left unchanged."""
     if not isinstance(steps, int) or steps < 0:
         raise CompressorError(f"finetune: steps must be a non-negative integer, got {steps!r}")
     if batch_rays < 1 or not lr > 0:
@@ -45,6 +47,8 @@ def finetune(pair: ModelPair, scene: Scene, steps: int, batch_rays: int = 1024, 
         raise CompressorError(f"finetune: {e.args[0]}") from None
     if not train_idx:
         raise CompressorError(f"finetune: scene {scene.name!r} has no training views")
+    if bf16 is None:
+        bf16 = not is_slow_dtype(torch.bfloat16)
     rays = scene.rays_for(train_idx)
     targets = scene.images[train_idx].reshape(-1, 3)
     settings = RenderSettings(n_coarse=n_coarse, n_fine=n_fine, white_bkgd=scene.white_bkgd)
@@ -67,6 +71,6 @@ def finetune(pair: ModelPair, scene: Scene, steps: int, batch_rays: int = 1024, 
         loss.backward()
         optimizer.step()
         psnr = psnr_from_mse(float(loss_fine.detach()))
-    out.meta["finetune"] = {"steps": steps, "batch_rays": batch_rays, "lr": lr, "lr_final": final,
+    out.meta["finetune"] = {"steps": steps, "batch_rays": batch_rays, "lr": lr, "lr_final": final, "bf16": bf16,
                             "train_psnr": round(psnr, 3)}
     return out.eval()
