@@ -1,6 +1,7 @@
 """What this CPU computes fast: half-precision matmuls are native on some CPUs (AVX-512 BF16, AMX) and
-emulated, 5 to 50 times slower than fp32, on others (fp16 without AVX-512 FP16, bf16 on AVX2). Rendering or training in an emulated dtype
-turns a minute into an hour, so callers check before they choose bf16 or fp16.
+emulated, 5 to 50 times slower than fp32, on others (fp16 without AVX-512 FP16, bf16 on AVX2 only).
+Rendering or training in an emulated dtype turns a minute into an hour, so callers check before they
+choose bf16 or fp16.
 
 The check is a measurement, not a lookup of CPU flags: it times the MLP's own GEMM shape in the dtype and
 in fp32 (a fraction of a second, once per process).
