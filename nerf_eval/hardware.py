@@ -1,15 +1,19 @@
-"""What this CPU computes fast: half-precision matmuls are native on some CPUs (AVX-512 BF16, AMX) and
-emulated, 5 to 50 times slower than fp32, on others (fp16 without AVX-512 FP16, bf16 on AVX2 only).
-Rendering or training in an emulated dtype turns a minute into an hour, so callers check before they
-choose bf16 or fp16.
+"""What this CPU computes fast, and exactly, in reduced precision.
 
-The check is a measurement, not a lookup of CPU flags: it times the MLP's own GEMM shape in the dtype and
-in fp32 (a fraction of a second, once per process).
+- Half-precision matmuls are native on some CPUs (AVX-512 BF16, AMX) and emulated, 5 to 50 times slower
+  than fp32, on others (fp16 without AVX-512 FP16, bf16 on AVX2 only). Rendering or training in an
+  emulated dtype turns a minute into an hour, so callers check before they choose bf16 or fp16.
+- int8 GEMMs of the x86 quantized engine multiply uint8 activations by int8 weights. With VNNI the
+  products are summed in int32; without it (AVX2) pairs of products are summed in int16 with saturation,
+  so full-range activations (255) times large weights (127) clip. There, activations must use 7 bits.
+
+Both checks are measurements, not lookups of CPU flags, made once per process in well under a second.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from functools import lru_cache
 
 import torch
@@ -46,6 +50,24 @@ def matmul_speed_ratio(dtype: torch.dtype) -> float:
 def is_slow_dtype(dtype: torch.dtype) -> bool:
     """True when this CPU runs `dtype` matmuls below SLOW_RATIO of the fp32 rate (emulated)."""
     return dtype in HALF_DTYPES and matmul_speed_ratio(dtype) < SLOW_RATIO
+
+
+@lru_cache(maxsize=None)
+def int8_saturates() -> bool:
+    """True when this CPU's x86-engine int8 linear clips full-range uint8 x int8 sums (no VNNI)."""
+    old = torch.backends.quantized.engine
+    if "x86" in torch.backends.quantized.supported_engines:
+        torch.backends.quantized.engine = "x86"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns that quantized tensor creation is deprecated
+            width = 64
+            x = torch.quantize_per_tensor(torch.ones(4, width), 1.0 / 255, 0, torch.quint8)  # every code 255
+            w = torch.quantize_per_tensor(torch.ones(8, width), 1.0 / 127, 0, torch.qint8)  # every code 127
+            y = torch.ops.quantized.linear(x, torch.ops.quantized.linear_prepack(w, None), 1.0, 0)
+            return bool((y.dequantize() - width).abs().max() > 1.0)
+    finally:
+        torch.backends.quantized.engine = old
 
 
 def slow_dtypes(pair: ModelPair) -> list[torch.dtype]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import nerf_eval.hardware as hw
@@ -30,3 +31,37 @@ def test_slow_dtypes_of_a_pair_follow_the_measured_rate(monkeypatch):
     assert "bfloat16 at 0.02x the fp32 GEMM rate" in hw.slow_dtype_note([torch.bfloat16])
     monkeypatch.setattr(hw, "matmul_speed_ratio", lambda dtype: 2.5)
     assert hw.slow_dtypes(cast) == []
+
+
+def test_int8_saturation_probe_matches_a_full_range_product():
+    """The probe's verdict is what an x86-engine int8 linear does with full-range codes on this CPU."""
+    assert isinstance(hw.int8_saturates(), bool)
+    assert hw.int8_saturates() == hw.int8_saturates.__wrapped__()
+
+
+@pytest.mark.parametrize("reduce_range", [False, True])
+def test_static_int8_records_its_activation_range_and_reloads_it(reduce_range, tmp_path):
+    from nerf_eval.compress.quantize import STATIC_INT8_META, static_int8_network
+    from nerf_eval.compress.saved import load_compressed, save_compressed
+
+    pair = ModelPair.create(TINY)
+    inputs = torch.randn(256, TINY.input_ch + TINY.input_ch_views)
+    nets = {k: static_int8_network(v, inputs, reduce_range=reduce_range) for k, v in pair.networks().items()}
+    assert nets["coarse"].meta[STATIC_INT8_META]["reduce_range"] is reduce_range
+    q = ModelPair(nets["coarse"], nets["fine"], TINY)
+    save_compressed(tmp_path / "q.pt", q, "int8-ptq-both")
+    back = load_compressed(tmp_path / "q.pt")
+    assert back.coarse.meta[STATIC_INT8_META]["reduce_range"] is reduce_range
+    with torch.inference_mode():
+        assert torch.equal(back.coarse(inputs), nets["coarse"](inputs))
+
+
+def test_static_int8_uses_seven_bit_activations_where_int8_saturates(monkeypatch):
+    from nerf_eval.compress import quantize
+
+    pair = ModelPair.create(TINY)
+    inputs = torch.randn(64, TINY.input_ch + TINY.input_ch_views)
+    for verdict in (True, False):
+        monkeypatch.setattr(quantize, "int8_saturates", lambda v=verdict: v)
+        net = quantize.static_int8_network(pair.coarse, inputs)
+        assert net.meta[quantize.STATIC_INT8_META]["reduce_range"] is verdict

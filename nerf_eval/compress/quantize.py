@@ -40,6 +40,7 @@ from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 from nerf_eval.compress import qmath
 from nerf_eval.compress.base import FunctionCompressor, check_calibration, register
 from nerf_eval.errors import CompressorError
+from nerf_eval.hardware import int8_saturates
 from nerf_eval.model import ModelPair, NeRF
 from nerf_eval.render import Rays, RenderSettings, render_rays
 
@@ -152,10 +153,12 @@ def x86_engine() -> Iterator[None]:
         torch.backends.quantized.engine = old
 
 
-def int8_qconfig(observer: str = "minmax") -> QConfig:
-    """Static int8 qconfig: uint8 activations over the full range, symmetric per-channel int8 weights in [-127, 127]."""
+def int8_qconfig(observer: str = "minmax", reduce_range: bool = False) -> QConfig:
+    """Static int8 qconfig: uint8 activations over the full range (7 bits with `reduce_range`, for CPUs
+    whose int8 GEMM saturates, see `nerf_eval.hardware.int8_saturates`), symmetric per-channel int8
+    weights in [-127, 127]."""
     act = {"minmax": MinMaxObserver, "histogram": HistogramObserver}[observer]
-    return QConfig(activation=act.with_args(dtype=torch.quint8, reduce_range=False),
+    return QConfig(activation=act.with_args(dtype=torch.quint8, reduce_range=reduce_range),
                    weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric,
                                                              quant_min=-127, quant_max=127))
 
@@ -216,12 +219,14 @@ def _fast_cats(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
 
 
 def static_int8_network(net: nn.Module, inputs: torch.Tensor, plan: dict[str, str] | None = None,
-                        observer: str = "minmax", who: str = "int8-ptq") -> nn.Module:
+                        observer: str = "minmax", who: str = "int8-ptq",
+                        reduce_range: bool | None = None) -> nn.Module:
     """An int8 copy of float NeRF `net` calibrated on its recorded `inputs`; `plan` maps layers to int8/fp32.
 
+    Activations use 7 bits where this CPU's int8 GEMM saturates on 8 (`reduce_range=None`: measured).
     Returns an FX GraphModule that takes and returns fp32 tensors (quantize/dequantize at its boundaries);
-    its `meta[STATIC_INT8_META]` records the float config, plan and observer, which is what
-    `nerf_eval.compress.saved` needs to rebuild the same graph before loading a saved state.
+    its `meta[STATIC_INT8_META]` records the float config, plan, observer and activation range, which is
+    what `nerf_eval.compress.saved` needs to rebuild the same graph before loading a saved state.
     """
     check_float_network(net, who, "given")
     if inputs.dim() != 2 or inputs.shape[0] == 0:
@@ -231,7 +236,9 @@ def static_int8_network(net: nn.Module, inputs: torch.Tensor, plan: dict[str, st
     plan = {**default_plan(net), **(plan or {})}
     check_plan(net, plan, who)
     gm = _traceable(net).eval()
-    qmap = QConfigMapping().set_global(int8_qconfig(observer))
+    if reduce_range is None:
+        reduce_range = int8_saturates()
+    qmap = QConfigMapping().set_global(int8_qconfig(observer, reduce_range))
     for layer, precision in plan.items():
         if precision == "fp32":
             qmap.set_module_name(layer, None)
@@ -246,7 +253,8 @@ def static_int8_network(net: nn.Module, inputs: torch.Tensor, plan: dict[str, st
                 prepared(inputs[s:s + CALIBRATION_CHUNK])
         quantized = convert_fx(prepared, backend_config=backend)
     quantized = _fast_cats(quantized).eval()
-    quantized.meta[STATIC_INT8_META] = {"config": net.config.to_dict(), "plan": dict(plan), "observer": observer}
+    quantized.meta[STATIC_INT8_META] = {"config": net.config.to_dict(), "plan": dict(plan), "observer": observer,
+                                        "reduce_range": reduce_range}
     return quantized
 
 

@@ -65,7 +65,8 @@ def _static_int8_rebuild(settings: dict) -> nn.Module:
     weight, scale and zero point."""
     net = NeRF(NeRFConfig.from_dict(settings["config"]))
     stand_in = torch.linspace(-1.0, 1.0, 16 * (net.input_ch + net.input_ch_views)).reshape(16, -1)
-    return static_int8_network(net, stand_in, settings["plan"], settings["observer"], "saved int8 model")
+    return static_int8_network(net, stand_in, settings["plan"], settings["observer"], "saved int8 model",
+                               reduce_range=bool(settings.get("reduce_range", False)))
 
 
 def _is_dynamic_int8(net: nn.Module) -> bool:
