@@ -384,3 +384,33 @@ def test_finetune_refuses_bad_input(pair, tiny_scene):
         finetune(pair, tiny_scene, steps=-1)
     with pytest.raises(CompressorError, match="not a NeRF MLP"):
         finetune(cast_pair(pair, torch.bfloat16), tiny_scene, steps=1)
+
+
+def test_calibration_statistics_are_recorded_once_per_model_and_rays(pair, monkeypatch):
+    """A ratio sweep and several rules reuse one recording; an in-place weight edit invalidates it, and
+    cached or not, the pruned models are identical."""
+    from nerf_eval.compress import prune as prune_mod
+
+    monkeypatch.setattr(prune_mod, "STATISTICS_CACHE", prune_mod.StatisticsCache())
+    calls = []
+    real = prune_mod.calibration_statistics
+    monkeypatch.setattr(prune_mod, "calibration_statistics", lambda *a, **k: calls.append(k) or real(*a, **k))
+    rays = small_rays()
+    first = compressor("prune-activation-obs:0.5:round=1").compress(pair, rays)  # records second moments
+    assert len(calls) == 1
+    again = compressor("prune-activation-obs:0.5:round=1").compress(pair, rays)
+    compressor("prune-activation:0.25:round=1").compress(pair, rays)  # answered by the richer entry
+    assert len(calls) == 1
+    assert all(torch.equal(a, b) for a, b in zip(first.fine.state_dict().values(), again.fine.state_dict().values()))
+    compressor("prune-activation-entropy:0.5:round=1").compress(pair, rays)  # needs histograms: a new pass
+    assert len(calls) == 2
+    with torch.no_grad():
+        pair.fine.pts_linears[0].weight.mul_(2.0)
+    edited = compressor("prune-activation-obs:0.5:round=1").compress(pair, rays)
+    assert len(calls) == 3
+    monkeypatch.setattr(prune_mod, "STATISTICS_CACHE", prune_mod.StatisticsCache())
+    fresh = compressor("prune-activation-obs:0.5:round=1").compress(pair, rays)
+    assert all(torch.equal(a, b) for a, b in zip(edited.fine.state_dict().values(), fresh.fine.state_dict().values()))
+    assert len(calls) == 4
+    compressor("prune-activation:0.5:round=1").compress(pair, small_rays())  # equal rays, other tensors
+    assert len(calls) == 5

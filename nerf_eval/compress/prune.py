@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping
 
@@ -209,6 +210,59 @@ def calibration_statistics(pair: ModelPair, calibration: Rays, layers: list[str]
             with torch.inference_mode():
                 for start in range(0, len(calibration), chunk):
                     render_rays(pair, calibration[start:start + chunk], settings)
+    return stats
+
+
+class StatisticsCache:
+    """The last few calibration statistics, reused while the same networks render the same calibration
+    rays: a ratio sweep, or several scoring rules over one checkpoint, records activations once.
+
+    An entry is used only while every parameter and ray tensor it was taken from is the same live object
+    at the same version (torch bumps a tensor's version on every in-place change), and when it holds at
+    least what is asked (an entry with second moments or histograms also answers plainer requests: the
+    first-pass sums are the same). Results are therefore identical with or without the cache."""
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self.entries: list[tuple[tuple, list, frozenset, RenderSettings, bool, bool, dict]] = []
+
+    @staticmethod
+    def _tensors(pair: ModelPair, calibration: Rays) -> list[torch.Tensor]:
+        params = [p for net in pair.networks().values() for p in net.parameters()]
+        return params + [calibration.origins, calibration.directions, calibration.viewdirs, calibration.near,
+                         calibration.far]
+
+    def get(self, pair: ModelPair, calibration: Rays, layers: list[str], settings: RenderSettings,
+            histogram: bool, gram: bool) -> dict[str, dict[str, UnitStats]] | None:
+        tensors = self._tensors(pair, calibration)
+        state = tuple((id(t), t._version) for t in tensors)
+        for key, refs, held, set_, hist, gr, stats in self.entries:
+            alive = len(refs) == len(tensors) and all(r() is t for r, t in zip(refs, tensors))
+            if (alive and key == state and set(layers) <= held and set_ == settings and hist >= histogram
+                    and gr >= gram):
+                return {net: {name: per[name] for name in layers} for net, per in stats.items()}
+        return None
+
+    def put(self, pair: ModelPair, calibration: Rays, layers: list[str], settings: RenderSettings,
+            histogram: bool, gram: bool, stats: dict[str, dict[str, UnitStats]]) -> None:
+        tensors = self._tensors(pair, calibration)
+        entry = (tuple((id(t), t._version) for t in tensors), [weakref.ref(t) for t in tensors],
+                 frozenset(layers), settings, histogram, gram, stats)
+        self.entries = [entry] + self.entries[: self.size - 1]
+
+
+STATISTICS_CACHE = StatisticsCache()
+
+
+def cached_calibration_statistics(pair: ModelPair, calibration: Rays, layers: list[str],
+                                  settings: RenderSettings = RenderSettings(), histogram: bool = False,
+                                  gram: bool = False) -> dict[str, dict[str, UnitStats]]:
+    """`calibration_statistics` through STATISTICS_CACHE."""
+    hit = STATISTICS_CACHE.get(pair, calibration, layers, settings, histogram, gram)
+    if hit is not None:
+        return hit
+    stats = calibration_statistics(pair, calibration, layers, settings, histogram, gram)
+    STATISTICS_CACHE.put(pair, calibration, layers, settings, histogram, gram, stats)
     return stats
 
 
@@ -468,8 +522,8 @@ class PruneCompressor:
         check_calibration(calibration, self.name)
         layers = sorted({p.layer for net in pair.networks().values() for p in dependency_graph(net.config, self.views)})
         try:
-            return calibration_statistics(pair, calibration, layers, self.settings, self.rule == "entropy",
-                                          gram=self.repair == "lsq" or self.rule == "obs")
+            return cached_calibration_statistics(pair, calibration, layers, self.settings, self.rule == "entropy",
+                                                 gram=self.repair == "lsq" or self.rule == "obs")
         except CompressorError as e:
             raise CompressorError(f"{self.name}: {e}") from None
 
