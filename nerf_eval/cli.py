@@ -96,9 +96,9 @@ def cmd_train(args) -> int:
         scene = load_scene(args.scene)
     scene = scene.rescaled(args.scale)
     if args.bf16 is None:
-        from nerf_eval.hardware import is_slow_dtype, slow_dtype_note
+        from nerf_eval.hardware import native_bf16, slow_dtype_note
 
-        args.bf16 = not is_slow_dtype(torch.bfloat16)
+        args.bf16 = native_bf16()
         if not args.bf16:
             print(f"training in fp32: {slow_dtype_note([torch.bfloat16])}; --bf16 forces it", file=sys.stderr)
     cfg = TrainConfig(steps=args.steps, batch_rays=args.batch_rays, lr=args.lr, lr_final=args.lr_final,
@@ -436,11 +436,9 @@ def cmd_report(args) -> int:
             "resolution": f"{scene.width}x{scene.height}", "views": len(views), "samples": "64+128",
             "latency_rays": len(latency)}
     if args.finetune_steps:
-        import torch
+        from nerf_eval.hardware import native_bf16
 
-        from nerf_eval.hardware import is_slow_dtype
-
-        arithmetic = "fp32" if is_slow_dtype(torch.bfloat16) else "bf16 autocast"
+        arithmetic = "bf16 autocast" if native_bf16() else "fp32"
         meta["finetune"] = (f"{args.finetune_steps} steps, {args.finetune_rays} rays, 32+64 samples, lr 1e-4 to 1e-5, "
                             f"{arithmetic}, seed 0, variants {args.finetune_variants}")
     write_report([r.to_dict() for r in results], args.out, meta,
@@ -492,10 +490,10 @@ def cmd_autocompress(args) -> int:
     if args.precisions is None:
         import torch
 
-        from nerf_eval.hardware import is_slow_dtype, slow_dtype_note
+        from nerf_eval.hardware import native_bf16, slow_dtype_note
 
         precisions = PRECISIONS
-        if is_slow_dtype(torch.bfloat16):
+        if not native_bf16():
             precisions = tuple(p for p in PRECISIONS if p != "bf16")
             print(f"autocompress: not trying bf16: {slow_dtype_note([torch.bfloat16])}; --precisions "
                   "fp32,bf16,int8 forces it", file=sys.stderr)

@@ -13,7 +13,6 @@ Both checks are measurements, not lookups of CPU flags, made once per process in
 from __future__ import annotations
 
 import time
-import warnings
 from functools import lru_cache
 
 import torch
@@ -55,19 +54,19 @@ def is_slow_dtype(dtype: torch.dtype) -> bool:
 @lru_cache(maxsize=None)
 def int8_saturates() -> bool:
     """True when this CPU's x86-engine int8 linear clips full-range uint8 x int8 sums (no VNNI)."""
-    old = torch.backends.quantized.engine
-    if "x86" in torch.backends.quantized.supported_engines:
-        torch.backends.quantized.engine = "x86"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch warns that quantized tensor creation is deprecated
-            width = 64
-            x = torch.quantize_per_tensor(torch.ones(4, width), 1.0 / 255, 0, torch.quint8)  # every code 255
-            w = torch.quantize_per_tensor(torch.ones(8, width), 1.0 / 127, 0, torch.qint8)  # every code 127
-            y = torch.ops.quantized.linear(x, torch.ops.quantized.linear_prepack(w, None), 1.0, 0)
-            return bool((y.dequantize() - width).abs().max() > 1.0)
-    finally:
-        torch.backends.quantized.engine = old
+    from nerf_eval.compress.quantize import x86_engine  # quantize imports this module
+
+    with x86_engine():
+        width = 64
+        x = torch.quantize_per_tensor(torch.ones(4, width), 1.0 / 255, 0, torch.quint8)  # every code 255
+        w = torch.quantize_per_tensor(torch.ones(8, width), 1.0 / 127, 0, torch.qint8)  # every code 127
+        y = torch.ops.quantized.linear(x, torch.ops.quantized.linear_prepack(w, None), 1.0, 0)
+        return bool((y.dequantize() - width).abs().max() > 1.0)
+
+
+def native_bf16() -> bool:
+    """Whether bf16 autocast pays off here: False where this CPU emulates bf16 matmuls."""
+    return not is_slow_dtype(torch.bfloat16)
 
 
 def slow_dtypes(pair: ModelPair) -> list[torch.dtype]:

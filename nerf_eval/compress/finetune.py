@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from nerf_eval.compress.prune import check_nerf
 from nerf_eval.errors import CompressorError
-from nerf_eval.hardware import is_slow_dtype
+from nerf_eval.hardware import native_bf16
 from nerf_eval.model import ModelPair
 from nerf_eval.render import RenderSettings, render_rays
 from nerf_eval.scenes.scene import Scene
@@ -48,7 +48,7 @@ def finetune(pair: ModelPair, scene: Scene, steps: int, batch_rays: int = 1024, 
     if not train_idx:
         raise CompressorError(f"finetune: scene {scene.name!r} has no training views")
     if bf16 is None:
-        bf16 = not is_slow_dtype(torch.bfloat16)
+        bf16 = native_bf16()
     rays = scene.rays_for(train_idx)
     targets = scene.images[train_idx].reshape(-1, 3)
     settings = RenderSettings(n_coarse=n_coarse, n_fine=n_fine, white_bkgd=scene.white_bkgd)
