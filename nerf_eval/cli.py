@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -381,6 +382,9 @@ def _add_report(sub) -> None:
                    help="comma-separated names or globs of the variants fine-tuned (default: every pruned one)")
     p.add_argument("--grid-variants", default="*",
                    help="comma-separated names or globs of the variants shown in grid.png (default: all)")
+    p.add_argument("--extend", type=Path, default=None, metavar="REPORT_DIR",
+                   help="reuse the rows of an earlier report with the same checkpoint, scene, views and settings "
+                        "and measure only the missing ones (fine-tuned rows included); --out may be REPORT_DIR")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_report)
 
@@ -404,6 +408,41 @@ def _grid_data(scene, results, renders, patterns: str = "*") -> dict:
     return out
 
 
+EXTEND_MUST_MATCH = ("sha256", "scene", "resolution", "views", "samples", "latency_rays")
+
+
+def _earlier_rows(report_dir: Path, meta: dict) -> list:
+    """The rows of an earlier report whose settings match `meta` (one-line error otherwise). Rows written
+    before the per-row fp32 times existed get their report's fp32 times."""
+    from nerf_eval.experiment import VariantResult
+
+    path = report_dir / "results.json"
+    try:
+        data = json.loads(path.read_text())
+        settings, rows = data["settings"], data["results"]
+    except FileNotFoundError:
+        raise NerfEvalError(f"{path}: no such report to extend") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise NerfEvalError(f"{path}: not a nerf-eval report ({type(e).__name__}: {e})") from None
+    for key in EXTEND_MUST_MATCH:
+        if str(settings.get(key)) != str(meta[key]):
+            raise NerfEvalError(f"{path}: was measured with {key}={settings.get(key)}, this run has {meta[key]}; "
+                                f"cannot extend it")
+    old_ft, new_ft = settings.get("finetune", ""), meta.get("finetune", "")
+    if old_ft and new_ft and old_ft.split(", variants")[0] != new_ft.split(", variants")[0]:
+        raise NerfEvalError(f"{path}: its fine-tune was '{old_ft.split(', variants')[0]}', this run's is "
+                            f"'{new_ft.split(', variants')[0]}'; cannot extend it")
+    base = next((r for r in rows if r.get("name") == "fp32"), {})
+    out = []
+    for row in rows:
+        res = VariantResult.from_dict(row)
+        if not math.isfinite(res.baseline_time_s) and base:
+            res.baseline_time_s = float(base.get("render_time_s", float("nan")))
+            res.baseline_latency_s = float(base.get("latency_s", float("nan")))
+        out.append(res)
+    return out
+
+
 def cmd_report(args) -> int:
     from nerf_eval.checkpoint import file_hash, load_checkpoint
     from nerf_eval.compress import REGISTRY
@@ -412,7 +451,8 @@ def cmd_report(args) -> int:
     from nerf_eval.report import refuse_to_replace, write_report
     from nerf_eval.scenes import load_scene
 
-    refuse_to_replace(args.out, args.force)
+    extending_in_place = args.extend is not None and args.out.resolve() == args.extend.resolve()
+    refuse_to_replace(args.out, args.force or extending_in_place)
     names = REGISTRY.select([n.strip() for n in args.compressors.split(",") if n.strip()])
     if args.finetune_steps < 0 or args.finetune_rays < 1:
         raise NerfEvalError(f"--finetune-steps must be >= 0 and --finetune-rays >= 1, got {args.finetune_steps} "
@@ -427,11 +467,6 @@ def cmd_report(args) -> int:
     calibration = scene.sample_rays(args.calibration_rays, "train", 0)
     latency = scene.rays(views[0])[: args.latency_rays]
     settings = RenderSettings(white_bkgd=scene.white_bkgd)
-    results, renders = run_variants(pair, scene, names, views, calibration, settings, latency, args.repeats,
-                                    finetune_steps=args.finetune_steps, finetune_scene=full_scene,
-                                    finetune_rays=args.finetune_rays,
-                                    finetune_only=tuple(g.strip() for g in args.finetune_variants.split(",")
-                                                        if g.strip()))
     meta = {"checkpoint": str(args.checkpoint), "sha256": file_hash(args.checkpoint)[:16], "scene": str(args.scene),
             "resolution": f"{scene.width}x{scene.height}", "views": len(views), "samples": "64+128",
             "latency_rays": len(latency)}
@@ -441,9 +476,25 @@ def cmd_report(args) -> int:
         arithmetic = "bf16 autocast" if native_bf16() else "fp32"
         meta["finetune"] = (f"{args.finetune_steps} steps, {args.finetune_rays} rays, 32+64 samples, lr 1e-4 to 1e-5, "
                             f"{arithmetic}, seed 0, variants {args.finetune_variants}")
-    write_report([r.to_dict() for r in results], args.out, meta,
-                 _grid_data(scene, results, renders, args.grid_variants),
-                 overwrite=args.force, title=f"fp32 vs compressors on {scene.name}")
+    earlier = _earlier_rows(args.extend, meta) if args.extend is not None else []
+    known = {r.name: r for r in earlier if r.name != "fp32"}
+    results, renders = run_variants(pair, scene, names, views, calibration, settings, latency, args.repeats,
+                                    finetune_steps=args.finetune_steps, finetune_scene=full_scene,
+                                    finetune_rays=args.finetune_rays,
+                                    finetune_only=tuple(g.strip() for g in args.finetune_variants.split(",")
+                                                        if g.strip()), known=known)
+    listed = {r.name for r in results}
+    results += [r for r in earlier if r.name not in listed]
+    if earlier:
+        reused = sum(r.name in known for r in results)
+        meta["extended"] = (f"{reused} rows reused from {args.extend} (each speed-up is against the fp32 "
+                            f"measured in the run that measured the row)")
+    grid = _grid_data(scene, results, renders, args.grid_variants)
+    if earlier and len(grid["renders"]) <= 1:
+        grid = None
+    write_report([r.to_dict() for r in results], args.out, meta, grid,
+                 overwrite=args.force or extending_in_place, title=f"fp32 vs compressors on {scene.name}",
+                 keep_files=(args.extend / "grid.png",) if earlier else ())
     print((args.out / "results.md").read_text())
     return 0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from fnmatch import fnmatchcase
 
 from tqdm.auto import tqdm
@@ -40,12 +40,19 @@ class VariantResult:
     render_time_s: float = float("nan")
     latency_s: float = float("nan")
     compress_time_s: float = 0.0
+    baseline_time_s: float = float("nan")
+    baseline_latency_s: float = float("nan")
     views: list[int] = field(default_factory=list)
     per_view: list[dict] = field(default_factory=list)
     error: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, row: dict) -> "VariantResult":
+        """A row read back from results.json (unknown keys ignored, missing ones at their defaults)."""
+        return cls(**{f.name: row[f.name] for f in fields(cls) if f.name in row})
 
 
 def time_render(pair: ModelPair, rays: Rays, settings: RenderSettings, repeats: int = 3) -> float:
@@ -78,39 +85,60 @@ def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[in
                  settings: RenderSettings = RenderSettings(), latency_rays: Rays | None = None,
                  repeats: int = 3, progress: bool = True, finetune_steps: int = 0,
                  finetune_scene: Scene | None = None, finetune_rays: int = 1024,
-                 finetune_only: tuple[str, ...] = ("*",)) -> tuple[list[VariantResult], dict[str, list[ViewRender]]]:
+                 finetune_only: tuple[str, ...] = ("*",),
+                 known: dict[str, VariantResult] | None = None
+                 ) -> tuple[list[VariantResult], dict[str, list[ViewRender]]]:
     """fp32 first, then each named compressor; a compressor that fails gets a row with its error.
 
     With `finetune_steps`, every variant whose result is a float NeRF pair (pruned models) also gets a
     second row after a recovery fine-tune of that many steps of `finetune_rays` rays on `finetune_scene`'s
     training views (the scene at its training resolution; default `scene`); `finetune_only` limits that to
-    the variants whose names match one of its globs: post-training and fine-tuned results side by side."""
+    the variants whose names match one of its globs: post-training and fine-tuned results side by side.
+
+    `known` holds rows measured by an earlier run with the same settings (by name): they are reused, not
+    measured again, and keep the fp32 times of their own run (`baseline_time_s`), so every speed-up stays
+    a side-by-side ratio. fp32 is always measured afresh. Each row records this run's fp32 times."""
+    known = known or {}
     results, renders = [], {}
     base, base_renders = measure("fp32", pair, scene, views, settings, latency_rays, repeats)
     results.append(base)
     renders["fp32"] = base_renders
+
+    def fresh(res: VariantResult) -> VariantResult:
+        res.baseline_time_s, res.baseline_latency_s = base.render_time_s, base.latency_s
+        return res
+
+    fresh(base)
     for name in tqdm([n for n in names if n != "fp32"], desc="compressors", disable=not progress):
+        ft_name = finetuned_name(name, finetune_steps)
+        wants_ft = bool(finetune_steps) and any(fnmatchcase(name, g) for g in finetune_only)
+        if name in known and (not wants_ft or ft_name in known or known[name].error):
+            results.append(known[name])
+            if wants_ft and ft_name in known:
+                results.append(known[ft_name])
+            continue
         try:
             t0 = time.perf_counter()
             small = get_compressor(name).compress(pair, calibration)
             elapsed = time.perf_counter() - t0
-            res, rend = measure(name, small, scene, views, settings, latency_rays, repeats)
-            res.compress_time_s = elapsed
-            renders[name] = rend
+            if name in known:
+                res = known[name]
+            else:
+                res, renders[name] = measure(name, small, scene, views, settings, latency_rays, repeats)
+                res.compress_time_s = elapsed
+                fresh(res)
         except Exception as e:  # noqa: BLE001 - one failing compressor must not hide the others
             res, small = _failed(name, e), None
         results.append(res)
-        if (finetune_steps and small is not None and any(fnmatchcase(name, g) for g in finetune_only)
-                and all(map(is_float_nerf, small.networks().values()))):
-            ft_name = finetuned_name(name, finetune_steps)
+        if wants_ft and small is not None and all(map(is_float_nerf, small.networks().values())):
             try:
                 t0 = time.perf_counter()
                 tuned = finetune(small, finetune_scene or scene, finetune_steps, batch_rays=finetune_rays,
                                  progress=progress)
                 elapsed += time.perf_counter() - t0
-                res, rend = measure(ft_name, tuned, scene, views, settings, latency_rays, repeats)
+                res, renders[ft_name] = measure(ft_name, tuned, scene, views, settings, latency_rays, repeats)
                 res.compress_time_s = elapsed
-                renders[ft_name] = rend
+                fresh(res)
             except Exception as e:  # noqa: BLE001
                 res = _failed(ft_name, e)
             results.append(res)

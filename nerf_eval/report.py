@@ -40,6 +40,20 @@ def _pct(new, old) -> str:
     return f"{100.0 * (new - old) / old:+.0f}%"
 
 
+BASELINE_KEYS = {"render_time_s": "baseline_time_s", "latency_s": "baseline_latency_s"}
+
+
+def speedup(row: dict, base: dict | None, time_key: str = "render_time_s") -> float:
+    """fp32 time / this row's time, with the fp32 time measured in the same run as the row: its own
+    `baseline_*` field when it has one (rows reused from an earlier run), else the fp32 row's."""
+    t = row.get(time_key)
+    bt = row.get(BASELINE_KEYS.get(time_key, ""))
+    if bt is None or not math.isfinite(bt):
+        bt = base.get(time_key) if base else None
+    ok = all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in (t, bt))
+    return bt / t if ok else float("nan")
+
+
 def markdown_table(rows: list[dict], time_key: str = "render_time_s") -> str:
     """The reference report's table: variant, PSNR (and change), SSIM, FLIP, worst view, depth error,
     render time and size with their % changes against the fp32 row."""
@@ -52,8 +66,9 @@ def markdown_table(rows: list[dict], time_key: str = "render_time_s") -> str:
             lines.append(f"| {r['name']} | failed: {r['error']} |" + " |" * 10)
             continue
         dpsnr = r["psnr"] - base["psnr"] if base else float("nan")
-        t, bt = r.get(time_key), base.get(time_key) if base else None
-        speed = bt / t if t and bt and math.isfinite(t) and math.isfinite(bt) else float("nan")
+        t = r.get(time_key)
+        speed = speedup(r, base, time_key)
+        bt = t * speed if math.isfinite(speed) else None
         lines.append(
             f"| {r['name']} | {_f(r['psnr'], '.2f')} | {_f(dpsnr, '+.2f')} | {_f(r['ssim'], '.4f')} | "
             f"{_f(r.get('flip'), '.4f')} | {_f(r.get('worst_psnr'), '.2f')} | {_f(r.get('depth_error'), '.4f')} | "
@@ -93,9 +108,9 @@ def tradeoff_plot(rows: list[dict], path: Path, time_key: str = "render_time_s")
     ok = [r for r in rows if not r.get("error")]
     base = next((r for r in ok if r["name"] == "fp32"), None)
 
-    def speedup(r: dict) -> float | None:
-        t = r.get(time_key)
-        return base[time_key] / t if base and t and math.isfinite(t) and base.get(time_key) else None
+    def row_speedup(r: dict) -> float | None:
+        sp = speedup(r, base, time_key)
+        return sp if math.isfinite(sp) else None
 
     groups: dict[str, list[tuple[float, dict]]] = {}
     for r in ok:
@@ -109,7 +124,7 @@ def tradeoff_plot(rows: list[dict], path: Path, time_key: str = "render_time_s")
         style = "--" if ", " in label else "-"
         xs_size = [r["size_bytes"] / 1e6 for _, r in points]
         line, = axes[0].plot(xs_size, [r["psnr"] for _, r in points], style, marker="o", ms=4, label=label)
-        timed = [(speedup(r), r["psnr"]) for _, r in points if speedup(r)]
+        timed = [(row_speedup(r), r["psnr"]) for _, r in points if row_speedup(r)]
         if timed:
             axes[1].plot(*zip(*timed), style, marker="o", ms=4, color=line.get_color())
     for r in ok:
@@ -118,7 +133,7 @@ def tradeoff_plot(rows: list[dict], path: Path, time_key: str = "render_time_s")
         axes[0].scatter(r["size_bytes"] / 1e6, r["psnr"], s=30, color="black" if r is base else None)
         axes[0].annotate(r["name"], (r["size_bytes"] / 1e6, r["psnr"]), fontsize=7, xytext=(3, 3),
                          textcoords="offset points")
-        if (sp := speedup(r)) is not None:
+        if (sp := row_speedup(r)) is not None:
             axes[1].scatter(sp, r["psnr"], s=30, color="black" if r is base else None)
             axes[1].annotate(r["name"], (sp, r["psnr"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     axes[0].set(xlabel="serialized size (MB)", ylabel="PSNR (dB)", title="PSNR vs size")
@@ -202,8 +217,10 @@ def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
 
 
 def write_report(rows: list[dict], out_dir: str | Path, settings: dict | None = None,
-                 grid: dict | None = None, overwrite: bool = False, title: str = "Results") -> Path:
-    """Write results.md, results.json, tradeoff.png (and grid.png when `grid` holds renders) atomically.
+                 grid: dict | None = None, overwrite: bool = False, title: str = "Results",
+                 keep_files: tuple[Path, ...] = ()) -> Path:
+    """Write results.md, results.json, tradeoff.png (and grid.png when `grid` holds renders) atomically;
+    `keep_files` (from an earlier report) are copied in unless this call writes a file of the same name.
 
     `grid` = {"gt": {view: rgb}, "gt_depth": {view: depth} | None, "renders": {name: {view: {rgb, depth}}},
     "views": [worst, typical]}.
@@ -220,4 +237,7 @@ def write_report(rows: list[dict], out_dir: str | Path, settings: dict | None = 
         tradeoff_plot(rows, tmp / "tradeoff.png")
         if grid:
             image_grid(grid["gt"], grid["renders"], grid["views"], tmp / "grid.png", grid.get("gt_depth"))
+        for f in keep_files:
+            if f.is_file() and not (tmp / f.name).exists():
+                shutil.copy2(f, tmp / f.name)
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import imageio.v3 as iio
 import pytest
@@ -160,3 +161,50 @@ def test_atomic_directory_leaves_the_old_one_when_writing_fails(tmp_path):
 ])
 def test_series_of_groups_a_swept_parameter(name, expected):
     assert series_of(name) == expected
+
+
+def test_report_extend_reuses_rows_and_measures_only_the_missing_ones(tiny):
+    root, ckpt, scene = tiny
+    common = ["report", "--checkpoint", str(ckpt), "--scene", str(scene), "--calibration-rays", "32",
+              "--latency-rays", "16", "--repeats", "1", "--finetune-steps", "2", "--finetune-rays", "8"]
+    first = root / "extend"
+    assert main(common + ["--compressors", "prune-activation:0.25:round=1,prune-activation:0.5:round=1",
+                          "--finetune-variants", "*:0.5*", "--out", str(first)]) == 0
+    before = {r["name"]: r for r in json.loads((first / "results.json").read_text())["results"]}
+    grid = (first / "grid.png").read_bytes()
+    assert main(common + ["--compressors", "prune-activation:0.25:round=1,bf16", "--extend", str(first),
+                          "--out", str(first), "--grid-variants", "none"]) == 0
+    data = json.loads((first / "results.json").read_text())
+    rows = {r["name"]: r for r in data["results"]}
+    assert list(rows) == ["fp32", "prune-activation:0.25:round=1", "prune-activation:0.25:round=1, fine-tuned 2 steps",
+                          "bf16", "prune-activation:0.5:round=1", "prune-activation:0.5:round=1, fine-tuned 2 steps"]
+    for name in ("prune-activation:0.25:round=1", "prune-activation:0.5:round=1, fine-tuned 2 steps"):
+        assert rows[name]["render_time_s"] == before[name]["render_time_s"]  # reused, not re-measured
+        assert rows[name]["baseline_time_s"] == before["fp32"]["render_time_s"]
+    assert rows["fp32"]["render_time_s"] != before["fp32"]["render_time_s"]
+    assert rows["bf16"]["baseline_time_s"] == rows["fp32"]["render_time_s"]
+    assert "3 rows reused" in data["settings"]["extended"]
+    assert (first / "grid.png").read_bytes() == grid
+
+
+def test_report_extend_refuses_a_report_with_other_settings(tiny, capsys):
+    root, ckpt, scene = tiny
+    out = root / "extend-other"
+    base = ["report", "--checkpoint", str(ckpt), "--scene", str(scene), "--compressors", "bf16",
+            "--calibration-rays", "32", "--latency-rays", "16", "--repeats", "1"]
+    assert main(base + ["--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(base + ["--out", str(root / "x2"), "--extend", str(out), "--scale", "0.5"]) == 2
+    assert "resolution" in capsys.readouterr().err
+    assert main(base + ["--out", str(root / "x3"), "--extend", str(root / "nothing")]) == 2
+    assert "no such report" in capsys.readouterr().err
+    assert not (root / "x2").exists() and not (root / "x3").exists()
+
+
+def test_speedup_uses_the_rows_own_fp32_time():
+    from nerf_eval.report import speedup
+
+    base = {"name": "fp32", "render_time_s": 10.0}
+    assert speedup({"render_time_s": 5.0}, base) == 2.0
+    assert speedup({"render_time_s": 5.0, "baseline_time_s": 20.0}, base) == 4.0
+    assert math.isnan(speedup({"render_time_s": float("nan")}, base))
