@@ -11,7 +11,8 @@ import pytest
 
 def test_compressor(benchmark, nerf_workbench, nerf_compressed, nerf_evaluator, nerf_gate):
     benchmark.group = f"{nerf_workbench.target.name}: render latency batch"
-    benchmark.pedantic(nerf_evaluator.render_batch(nerf_compressed), rounds=3, warmup_rounds=1, iterations=1)
+    benchmark.pedantic(nerf_evaluator.render_batch(nerf_compressed), rounds=nerf_workbench.options.latency_rounds,
+                       warmup_rounds=1, iterations=1)
     nerf_gate(nerf_evaluator(nerf_compressed, latency=False))
 
 

@@ -241,3 +241,31 @@ def test_unknown_precisions_and_layers_in_a_plan_are_refused(pair, rays):
 def test_empty_calibration_inputs_are_refused(pair):
     with pytest.raises(CompressorError, match="empty calibration inputs"):
         static_int8_network(pair.fine, torch.empty(0, TINY.input_ch + TINY.input_ch_views))
+
+
+def test_calibration_inputs_are_recorded_once_per_model_and_rays(monkeypatch):
+    """The static int8 variants and the mixed search share one recording; an in-place weight edit or
+    other ray tensors record again, and cached or not the quantized models are identical."""
+    from nerf_eval.compress import quantize as q
+
+    pair, rays = foggy_pair(seed=3), camera_rays(64, seed=5)
+    monkeypatch.setattr(q, "INPUTS_CACHE", q.InputsCache())
+    calls = []
+    real = q.record_network_inputs
+    monkeypatch.setattr(q, "record_network_inputs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = get_compressor("int8-ptq-both").compress(pair, rays)
+    get_compressor("int8-ptq-fine").compress(pair, rays)
+    get_compressor("mixed:40").compress(pair, rays)
+    assert len(calls) == 1
+    get_compressor("int8-ptq-both:32").compress(pair, rays)  # other sub-sample: its own recording
+    assert len(calls) == 2
+    monkeypatch.setattr(q, "INPUTS_CACHE", q.InputsCache())
+    fresh = get_compressor("int8-ptq-both").compress(pair, rays)
+    assert len(calls) == 3
+    assert torch.equal(render_chunked(first, rays)["rgb"], render_chunked(fresh, rays)["rgb"])
+    with torch.no_grad():
+        pair.coarse.pts_linears[0].weight.mul_(1.5)
+    get_compressor("int8-ptq-both").compress(pair, rays)
+    assert len(calls) == 4
+    get_compressor("int8-ptq-both").compress(pair, camera_rays(64, seed=5))  # equal rays, other tensors
+    assert len(calls) == 5

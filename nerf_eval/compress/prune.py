@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import weakref
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping
 
@@ -46,6 +45,7 @@ import torch
 from torch import nn
 
 from nerf_eval.compress.base import check_calibration, register
+from nerf_eval.compress.memo import LiveKey, pair_and_ray_tensors
 from nerf_eval.errors import CompressorError
 from nerf_eval.model import ModelPair, NeRF, NeRFConfig
 from nerf_eval.render import Rays, RenderSettings, render_rays
@@ -224,30 +224,21 @@ class StatisticsCache:
 
     def __init__(self, size: int = 4) -> None:
         self.size = size
-        self.entries: list[tuple[tuple, list, frozenset, RenderSettings, bool, bool, dict]] = []
-
-    @staticmethod
-    def _tensors(pair: ModelPair, calibration: Rays) -> list[torch.Tensor]:
-        params = [p for net in pair.networks().values() for p in net.parameters()]
-        return params + [calibration.origins, calibration.directions, calibration.viewdirs, calibration.near,
-                         calibration.far]
+        self.entries: list[tuple[LiveKey, frozenset, RenderSettings, bool, bool, dict]] = []
 
     def get(self, pair: ModelPair, calibration: Rays, layers: list[str], settings: RenderSettings,
             histogram: bool, gram: bool) -> dict[str, dict[str, UnitStats]] | None:
-        tensors = self._tensors(pair, calibration)
-        state = tuple((id(t), t._version) for t in tensors)
-        for key, refs, held, set_, hist, gr, stats in self.entries:
-            alive = len(refs) == len(tensors) and all(r() is t for r, t in zip(refs, tensors))
-            if (alive and key == state and set(layers) <= held and set_ == settings and hist >= histogram
+        tensors = pair_and_ray_tensors(pair, calibration)
+        for key, held, set_, hist, gr, stats in self.entries:
+            if (key.matches(tensors) and set(layers) <= held and set_ == settings and hist >= histogram
                     and gr >= gram):
                 return {net: {name: per[name] for name in layers} for net, per in stats.items()}
         return None
 
     def put(self, pair: ModelPair, calibration: Rays, layers: list[str], settings: RenderSettings,
             histogram: bool, gram: bool, stats: dict[str, dict[str, UnitStats]]) -> None:
-        tensors = self._tensors(pair, calibration)
-        entry = (tuple((id(t), t._version) for t in tensors), [weakref.ref(t) for t in tensors],
-                 frozenset(layers), settings, histogram, gram, stats)
+        entry = (LiveKey(pair_and_ray_tensors(pair, calibration)), frozenset(layers), settings, histogram, gram,
+                 stats)
         self.entries = [entry] + self.entries[: self.size - 1]
 
 
