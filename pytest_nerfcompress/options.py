@@ -25,9 +25,9 @@ VALUE_OPTIONS: dict[str, tuple[str, str, str]] = {
     "samples": ("coarse,fine samples per ray for evaluation and latency", "64,128", "64,128"),
     "max-psnr-drop": ("default gate: allowed PSNR drop in dB below fp32 in the same run", "", ""),
     "report-dir": ("write results.json and the rendered views here", "", ""),
-    "latency-rays": ("rays in the fixed latency batch", "512", "256"),
+    "latency-rays": ("rays in the fixed latency batch", "256", "256"),
     "latency-rounds": ("timed rounds per latency measurement (the minimum is kept)", "3", "1"),
-    "calibration-rays": ("calibration rays (training views) handed to compressors", "4096", "1024"),
+    "calibration-rays": ("calibration rays (training views) handed to compressors", "2048", "1024"),
     "missing-baseline": ("what a --benchmark-compare without a comparable saved benchmark does: "
                          "warn, fail or skip", "warn", "warn"),
 }
