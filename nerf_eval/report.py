@@ -120,13 +120,16 @@ def tradeoff_plot(rows: list[dict], path: Path, time_key: str = "render_time_s")
     series = {k: sorted(v, key=lambda p: p[0]) for k, v in groups.items() if len(v) > 1}
     in_series = {id(r) for v in series.values() for _, r in v}
     fig, axes = plt.subplots(1, 2, figsize=(13 if series else 11, 4.8))
+    rules = list(dict.fromkeys(label.split(", ")[0] for label in series))
+    palette = plt.get_cmap("tab10" if len(rules) <= 10 else "tab20")
     for label, points in series.items():
-        style = "--" if ", " in label else "-"
+        style = "--" if ", " in label else "-"  # one colour per rule; dashed: its fine-tuned rows
+        color = palette(rules.index(label.split(", ")[0]) % palette.N)
         xs_size = [r["size_bytes"] / 1e6 for _, r in points]
-        line, = axes[0].plot(xs_size, [r["psnr"] for _, r in points], style, marker="o", ms=4, label=label)
+        axes[0].plot(xs_size, [r["psnr"] for _, r in points], style, marker="o", ms=4, label=label, color=color)
         timed = [(row_speedup(r), r["psnr"]) for _, r in points if row_speedup(r)]
         if timed:
-            axes[1].plot(*zip(*timed), style, marker="o", ms=4, color=line.get_color())
+            axes[1].plot(*zip(*timed), style, marker="o", ms=4, color=color)
     for r in ok:
         if id(r) in in_series:
             continue

@@ -208,3 +208,22 @@ def test_speedup_uses_the_rows_own_fp32_time():
     assert speedup({"render_time_s": 5.0}, base) == 2.0
     assert speedup({"render_time_s": 5.0, "baseline_time_s": 20.0}, base) == 4.0
     assert math.isnan(speedup({"render_time_s": float("nan")}, base))
+
+
+def test_tradeoff_plot_gives_a_rule_and_its_fine_tuned_sweep_one_colour(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from nerf_eval.report import tradeoff_plot
+
+    figures = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: figures.append(fig))
+    rows = [{"name": "fp32", "psnr": 25.0, "size_bytes": 4_000_000, "render_time_s": 10.0}]
+    for i, rule in enumerate(f"rule{k}" for k in range(12)):
+        for ratio in (0.3, 0.5):
+            for suffix in ("", ", fine-tuned 5 steps"):
+                rows.append({"name": f"{rule}:{ratio}{suffix}", "psnr": 20.0 - i, "size_bytes": 2_000_000,
+                             "render_time_s": 5.0})
+    tradeoff_plot(rows, tmp_path / "t.png")
+    colours = {line.get_label(): line.get_color() for line in figures[0].axes[0].get_lines()}
+    assert colours["rule3"] == colours["rule3, fine-tuned 5 steps"]
+    assert len({colours[f"rule{k}"] for k in range(12)}) == 12
