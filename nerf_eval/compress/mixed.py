@@ -68,13 +68,13 @@ class PlanEvaluator:
     """Builds pairs for per-network precision plans (cached by plan) and measures their render fidelity."""
 
     def __init__(self, pair: ModelPair, inputs: dict[str, torch.Tensor], probe: Rays,
-                 settings: RenderSettings, observer: str) -> None:
+                 settings: RenderSettings, observer: str, reference: torch.Tensor | None = None) -> None:
         self.pair = pair
         self.inputs = inputs
         self.probe = probe
         self.settings = settings
         self.observer = observer
-        self.reference = render_chunked(pair, probe, settings)["rgb"]
+        self.reference = render_chunked(pair, probe, settings)["rgb"] if reference is None else reference
         self._nets: dict[tuple, nn.Module] = {}
 
     def network(self, name: str, plan: dict[str, str]) -> nn.Module:
@@ -139,7 +139,7 @@ def mixed_pair(pair: ModelPair, calibration: Rays, options: MixedOptions = Mixed
     order = sorted(sensitivity, key=lambda k: sensitivity[k])
     plans = {n: default_plan(net) for n, net in pair.networks().items()}
     search_fid, kept = _relax(search, plans, order, options.fidelity_db)
-    final = PlanEvaluator(pair, inputs, probe, settings, observer)
+    final = PlanEvaluator(pair, inputs, probe, settings, observer, search.reference)
     final_fid, more = _relax(final, plans, order, options.fidelity_db)
     info = {"method": who, "fidelity_budget_db": options.fidelity_db, "fidelity_db": final_fid,
             "search_fidelity_db": search_fid, "plans": plans, "kept_fp32": [f"{n}.{layer}" for n, layer in kept + more],

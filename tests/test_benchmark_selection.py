@@ -1,0 +1,29 @@
+"""What `pytest benchmarks/` selects by default: every compressor on `object` (a sweep at its headline
+point), the headline set elsewhere, and everything named when --nerf-compressors is given."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def collected(*args: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-m", "pytest", "benchmarks", "--collect-only", "-q",
+                          "-p", "no:cacheprovider", *args], cwd=ROOT, capture_output=True, text=True, check=True)
+    return {line.split("[", 1)[1].rstrip("]") for line in out.stdout.splitlines() if "test_compressor[" in line}
+
+
+def test_default_selection_runs_sweeps_at_their_headline_point_and_mixed_on_object_only():
+    ids = collected()
+    assert {"object-prune-activation:0.3", "object-mixed:40", "object-int4-weight", "object-prune-random:0.3",
+            "forward-prune-activation-obs:0.3", "lego-int8-ptq-both"} <= ids
+    assert not ids & {"object-prune-activation:0.15", "object-prune-activation:0.85", "forward-mixed:40",
+                      "lego-int8-dynamic"}
+
+
+def test_named_compressors_run_on_every_target():
+    ids = collected("--nerf-compressors=prune-activation:*")
+    assert {f"{t}-prune-activation:{r}" for t in ("object", "forward", "lego") for r in (0.15, 0.3, 0.5, 0.85)} <= ids
