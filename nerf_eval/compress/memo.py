@@ -1,4 +1,4 @@
-"""Keys for in-memory caches of calibration results that must never serve stale data.
+"""In-memory caches of calibration results that must never serve stale data.
 
 A result computed from a model's parameters and a batch of calibration rays stays valid while every one
 of those tensors is the same live object at the same version: torch bumps a tensor's version on every
@@ -8,6 +8,7 @@ in-place change, and a weak reference tells a freed tensor from a new one that r
 from __future__ import annotations
 
 import weakref
+from typing import Any, Callable
 
 import torch
 
@@ -31,3 +32,21 @@ class LiveKey:
     def matches(self, tensors: list[torch.Tensor]) -> bool:
         return (len(self.refs) == len(tensors) and all(r() is t for r, t in zip(self.refs, tensors))
                 and self.state == tuple((id(t), t._version) for t in tensors))
+
+
+class CalibrationCache:
+    """The `size` most recent results, each kept with the pair and rays it was computed from and a
+    description of how; a lookup returns the newest result whose tensors are unchanged (`LiveKey`) and
+    whose description the caller accepts."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: list[tuple[LiveKey, Any, Any]] = []
+
+    def find(self, pair: ModelPair, rays: Rays, accepts: Callable[[Any], bool]) -> Any | None:
+        tensors = pair_and_ray_tensors(pair, rays)
+        return next((value for key, how, value in self.entries if accepts(how) and key.matches(tensors)), None)
+
+    def add(self, pair: ModelPair, rays: Rays, how: Any, value: Any) -> None:
+        entry = (LiveKey(pair_and_ray_tensors(pair, rays)), how, value)
+        self.entries = [entry] + self.entries[: self.size - 1]

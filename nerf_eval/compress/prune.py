@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from nerf_eval.compress.base import check_calibration, register
-from nerf_eval.compress.memo import LiveKey, pair_and_ray_tensors
+from nerf_eval.compress.memo import CalibrationCache
 from nerf_eval.errors import CompressorError
 from nerf_eval.model import ModelPair, NeRF, NeRFConfig
 from nerf_eval.render import Rays, RenderSettings, render_rays
@@ -213,7 +213,7 @@ def calibration_statistics(pair: ModelPair, calibration: Rays, layers: list[str]
     return stats
 
 
-class StatisticsCache:
+class StatisticsCache(CalibrationCache):
     """The last few calibration statistics, reused while the same networks render the same calibration
     rays: a ratio sweep, or several scoring rules over one checkpoint, records activations once.
 
@@ -223,23 +223,20 @@ class StatisticsCache:
     first-pass sums are the same). Results are therefore identical with or without the cache."""
 
     def __init__(self, size: int = 4) -> None:
-        self.size = size
-        self.entries: list[tuple[LiveKey, frozenset, RenderSettings, bool, bool, dict]] = []
+        super().__init__(size)
 
     def get(self, pair: ModelPair, calibration: Rays, layers: list[str], settings: RenderSettings,
             histogram: bool, gram: bool) -> dict[str, dict[str, UnitStats]] | None:
-        tensors = pair_and_ray_tensors(pair, calibration)
-        for key, held, set_, hist, gr, stats in self.entries:
-            if (key.matches(tensors) and set(layers) <= held and set_ == settings and hist >= histogram
-                    and gr >= gram):
-                return {net: {name: per[name] for name in layers} for net, per in stats.items()}
-        return None
+        def holds(how: tuple[frozenset, RenderSettings, bool, bool]) -> bool:
+            held, set_, hist, gr = how
+            return set(layers) <= held and set_ == settings and hist >= histogram and gr >= gram
+
+        stats = self.find(pair, calibration, holds)
+        return None if stats is None else {net: {name: per[name] for name in layers} for net, per in stats.items()}
 
     def put(self, pair: ModelPair, calibration: Rays, layers: list[str], settings: RenderSettings,
             histogram: bool, gram: bool, stats: dict[str, dict[str, UnitStats]]) -> None:
-        entry = (LiveKey(pair_and_ray_tensors(pair, calibration)), frozenset(layers), settings, histogram, gram,
-                 stats)
-        self.entries = [entry] + self.entries[: self.size - 1]
+        self.add(pair, calibration, (frozenset(layers), settings, histogram, gram), stats)
 
 
 STATISTICS_CACHE = StatisticsCache()

@@ -39,7 +39,7 @@ from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
 from nerf_eval.compress import qmath
 from nerf_eval.compress.base import FunctionCompressor, check_calibration, register
-from nerf_eval.compress.memo import LiveKey, pair_and_ray_tensors
+from nerf_eval.compress.memo import CalibrationCache
 from nerf_eval.errors import CompressorError
 from nerf_eval.hardware import int8_saturates
 from nerf_eval.model import ModelPair, NeRF
@@ -129,24 +129,20 @@ def record_network_inputs(pair: ModelPair, rays: Rays, settings: RenderSettings 
     return {name: torch.cat(r.batches) for name, r in recorders.items()}
 
 
-class InputsCache:
+class InputsCache(CalibrationCache):
     """The last few recordings of network inputs, reused while the same networks render the same
     calibration rays with the same options: the static int8 variants and the mixed-precision search over
     one checkpoint render the calibration rays once. See `nerf_eval.compress.memo` for when an entry
     counts as the same; results are identical with or without the cache."""
 
     def __init__(self, size: int = 2) -> None:
-        self.size = size
-        self.entries: list[tuple[LiveKey, tuple, dict[str, torch.Tensor]]] = []
+        super().__init__(size)
 
     def get(self, pair: ModelPair, calibration: Rays, options: tuple) -> dict[str, torch.Tensor] | None:
-        tensors = pair_and_ray_tensors(pair, calibration)
-        return next((inputs for key, opts, inputs in self.entries if opts == options and key.matches(tensors)),
-                    None)
+        return self.find(pair, calibration, lambda how: how == options)
 
     def put(self, pair: ModelPair, calibration: Rays, options: tuple, inputs: dict[str, torch.Tensor]) -> None:
-        entry = (LiveKey(pair_and_ray_tensors(pair, calibration)), options, inputs)
-        self.entries = [entry] + self.entries[: self.size - 1]
+        self.add(pair, calibration, options, inputs)
 
 
 INPUTS_CACHE = InputsCache()
