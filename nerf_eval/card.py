@@ -32,6 +32,22 @@ def quick_check(checkpoint: str | Path, scene_spec: str) -> dict:
     return {"views": QUICK_VIEWS, "scale": QUICK_SCALE, "psnr": ev.mean["psnr"], "ssim": ev.mean["ssim"]}
 
 
+def training_devices(history: list[dict]) -> dict[str, dict]:
+    """Steps and training wall time per device, from a checkpoint's training record.
+
+    Records are written every 25 steps with the cumulative wall time; records from before the trainer
+    noted its device are CPU ones (it had no other).
+    """
+    out: dict[str, dict] = {}
+    step, wall = 0, 0.0
+    for rec in history:
+        dev = out.setdefault(rec.get("device", "cpu"), {"steps": 0, "wall_time_s": 0.0})
+        dev["steps"] += int(rec["step"]) - step
+        dev["wall_time_s"] = round(dev["wall_time_s"] + float(rec["wall_time_s"]) - wall, 1)
+        step, wall = int(rec["step"]), float(rec["wall_time_s"])
+    return out
+
+
 def build_card(checkpoint: str | Path, scene_spec: str, command: str, views: list[int] | None = None) -> dict:
     """Measure a checkpoint on the held-out test split and return the card as a dict."""
     checkpoint = Path(checkpoint)
@@ -50,6 +66,7 @@ def build_card(checkpoint: str | Path, scene_spec: str, command: str, views: lis
         "global_step": meta.get("global_step"),
         "wall_time_s": round(float(meta.get("wall_time_s", float("nan"))), 1),
         "train_config": meta.get("train_config", {}),
+        "devices": training_devices(history),
         "final_train_psnr": next((h["train_psnr"] for h in reversed(history) if "train_psnr" in h), None),
         "parameters": {n: count_parameters(m) for n, m in pair.networks().items()},
         "config": pair.config.to_dict(),
@@ -64,6 +81,8 @@ def card_markdown(card: dict) -> str:
     m = card["test"]["mean"]
     tc = card["train_config"]
     fmt = lambda x, f=".2f": "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, f)  # noqa: E731
+    devices = card.get("devices") or {}
+    by_device = "; ".join(f"{d}: {v['steps']} steps, {v['wall_time_s'] / 60:.1f} min" for d, v in devices.items())
     return "\n".join([
         f"# Model card: {card['checkpoint']} ({card['scene']})",
         "",
@@ -73,7 +92,8 @@ def card_markdown(card: dict) -> str:
         f"- sha256: `{card['sha256']}`",
         f"- command: `{card['command']}`",
         f"- steps: {card['global_step']} (warm start {tc.get('warmstart_steps', 0)}, photometric "
-        f"{tc.get('steps')}), seed {tc.get('seed')}, wall time {card['wall_time_s'] / 60:.1f} min on {card['machine']}",
+        f"{tc.get('steps')}), seed {tc.get('seed')}, wall time {card['wall_time_s'] / 60:.1f} min"
+        + (f" ({by_device})" if by_device else ""),
         f"- training: {tc.get('batch_rays')} rays/step, {tc.get('n_coarse')}+{tc.get('n_fine')} samples, "
         f"bf16 autocast {tc.get('bf16')}, lr {tc.get('lr')} → {tc.get('lr_final')}",
         f"- resolution {card['resolution'][0]}×{card['resolution'][1]}, parameters {card['parameters']}",
@@ -85,7 +105,7 @@ def card_markdown(card: dict) -> str:
         f"| {fmt(m['psnr'])} | {fmt(m['ssim'], '.4f')} | {fmt(m.get('flip'), '.4f')} | {fmt(m['worst_psnr'])} | "
         f"{fmt(m.get('depth_error'), '.4f')} | {fmt(m.get('sharpness'), '.3f')} |",
         "",
-        f"Quick check (test views {card['quick_check']['views']} at scale {card['quick_check']['scale']}): "
+        f"Measured on {card['machine']}. Quick check (test views {card['quick_check']['views']} at scale {card['quick_check']['scale']}): "
         f"PSNR {card['quick_check']['psnr']:.3f} dB, SSIM {card['quick_check']['ssim']:.4f}.",
         "",
     ])

@@ -30,6 +30,21 @@ def _check_out_dir(out: Path, force: bool) -> None:
         raise NerfEvalError(f"{out}: directory exists and is not empty; refusing to write (use --force)")
 
 
+def _device(name: str):
+    """`--device` as a torch.device, or a one-line error when it is not usable here."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise NerfEvalError(f"--device {name}: not a device name (use cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise NerfEvalError(f"--device {name}: CUDA is not available to this torch ({torch.__version__})")
+    if device.type not in ("cpu", "cuda"):
+        raise NerfEvalError(f"--device {name}: only cpu and cuda are supported")
+    return device
+
+
 def cmd_scene(args) -> int:
     from nerf_eval.scenes.blender import write_blender
     from nerf_eval.scenes.procedural import BUILTIN_SCENES, make_scene
@@ -69,6 +84,8 @@ def _add_train(sub) -> None:
     p.add_argument("--scale", type=float, default=1.0, help="resolution scale of the scene")
     p.add_argument("--checkpoint-every", type=float, default=d.checkpoint_every_s, help="seconds")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default="cpu", help="where the networks train: cpu (default) or cuda; a run may "
+                   "resume on another device than the one that saved it")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--force", action="store_true", help="start over in a non-empty --out")
     p.set_defaults(func=cmd_train)
@@ -83,6 +100,7 @@ def cmd_train(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = _device(args.device)
     ckpt = args.out / "checkpoint.pt"
     if not args.resume:
         _check_out_dir(args.out, args.force)
@@ -96,6 +114,8 @@ def cmd_train(args) -> int:
             raise NerfEvalError(f"{args.scene}: --warmstart-steps needs a built-in analytic scene")
         scene = load_scene(args.scene)
     scene = scene.rescaled(args.scale)
+    if args.bf16 is None and device.type == "cuda":
+        args.bf16 = torch.cuda.is_bf16_supported()
     if args.bf16 is None:
         from nerf_eval.hardware import native_bf16, slow_dtype_note
 
@@ -107,7 +127,7 @@ def cmd_train(args) -> int:
                       precrop_frac=args.precrop_frac, bf16=args.bf16, seed=args.seed,
                       warmstart_steps=args.warmstart_steps, warmstart_points=args.warmstart_points,
                       checkpoint_every_s=args.checkpoint_every)
-    trainer = Trainer(scene, cfg, analytic=analytic)
+    trainer = Trainer(scene, cfg, analytic=analytic, device=device)
     if args.resume:
         trainer.load(ckpt)
         print(f"resuming {ckpt} at step {trainer.step}/{trainer.total_steps}", file=sys.stderr)
@@ -140,6 +160,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--n-coarse", type=int, default=d.n_coarse, help="coarse samples per ray")
     p.add_argument("--n-fine", type=int, default=d.n_fine, help="fine samples per ray")
     p.add_argument("--chunk", type=int, default=d.chunk, help="rays per forward pass (bounds memory)")
+    p.add_argument("--device", default="cpu", help="where a float checkpoint renders: cpu (default) or cuda")
     p.add_argument("--json", type=Path, default=None, help="write mean and per-view metrics to this file")
     p.add_argument("--save", type=Path, default=None, help="write each view as PNG and float32 .npy here")
     p.add_argument("--force", action="store_true", help="overwrite --json and write into a non-empty --save")
@@ -227,11 +248,17 @@ def cmd_evaluate(args) -> int:
     from nerf_eval.checkpoint import file_hash
     from nerf_eval.compress.saved import load_any
     from nerf_eval.evaluate import evaluate
+    from nerf_eval.model import NeRF
     from nerf_eval.render import RenderSettings
 
     views = _parse_views(args.views)
     _check_evaluate_args(args)
+    device = _device(args.device)
     pair = load_any(args.checkpoint)
+    if device.type != "cpu":
+        if pair.meta.get("compressor") or not isinstance(pair.coarse, NeRF):
+            raise NerfEvalError(f"{args.checkpoint}: a compressed model renders on the CPU only; drop --device")
+        pair.to(device)
     scene = _evaluation_scene(args)
     try:
         indices = scene.subset(args.split, views)
@@ -257,6 +284,7 @@ def cmd_evaluate(args) -> int:
             "scene": {"spec": str(args.scene), "name": scene.name, "source": scene.source, "split": args.split,
                       "width": scene.width, "height": scene.height, "scale": args.scale, "near": scene.near,
                       "far": scene.far, "ndc": scene.ndc},
+            "device": str(device),
             "settings": {"n_coarse": settings.n_coarse, "n_fine": settings.n_fine, "chunk": settings.chunk,
                          "white_bkgd": settings.white_bkgd, "lindisp": settings.lindisp, "flip": not args.no_flip},
             "views": result.views,

@@ -168,6 +168,19 @@ class ModelPair:
             net.eval()
         return self
 
+    @property
+    def device(self) -> torch.device:
+        """Where the coarse network's weights live (the CPU for modules without any, e.g. some int8 ones)."""
+        for t in list(self.coarse.parameters()) + list(self.coarse.buffers()):
+            return t.device
+        return torch.device("cpu")
+
+    def to(self, device: torch.device | str) -> "ModelPair":
+        """Move both networks to `device` in place (float models; compressed ones run where they were made)."""
+        for net in self.networks().values():
+            net.to(device)
+        return self
+
     @classmethod
     def create(cls, config: NeRFConfig = NeRFConfig(), fine_config: NeRFConfig | None = None,
                seed: int | None = 0, with_fine: bool = True) -> "ModelPair":

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from nerf_eval.encoding import positional_encoding
 from nerf_eval.model import ModelPair, NeRFConfig
-from nerf_eval.sampling import sample_pdf, stratified_samples
+from nerf_eval.sampling import sample_pdf, stratified_samples, uniform
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,10 @@ class Rays:
     def __getitem__(self, idx) -> "Rays":
         return Rays(self.origins[idx], self.directions[idx], self.viewdirs[idx], self.near[idx], self.far[idx])
 
+    def to(self, device: torch.device | str) -> "Rays":
+        """The same rays on `device` (no copy when they are there already)."""
+        return Rays(*(getattr(self, f).to(device) for f in ("origins", "directions", "viewdirs", "near", "far")))
+
     @classmethod
     def cat(cls, parts: list["Rays"]) -> "Rays":
         return cls(*(torch.cat([getattr(p, f) for p in parts]) for f in
@@ -73,7 +77,9 @@ def volume_render(raw: torch.Tensor, z_vals: torch.Tensor, rays_d: torch.Tensor,
     rgb = torch.sigmoid(raw[..., :3])
     sigma = raw[..., 3]
     if raw_noise_std > 0.0:
-        sigma = sigma + torch.randn(sigma.shape, generator=generator, dtype=sigma.dtype) * raw_noise_std
+        where = generator.device if generator is not None else sigma.device
+        noise = torch.randn(sigma.shape, generator=generator, dtype=sigma.dtype, device=where).to(sigma.device)
+        sigma = sigma + noise * raw_noise_std
     alpha = 1.0 - torch.exp(-torch.relu(sigma) * dists)
     trans = torch.cumprod(torch.cat([torch.ones_like(alpha[..., :1]), 1.0 - alpha + 1e-10], -1), -1)[..., :-1]
     weights = alpha * trans
@@ -97,7 +103,7 @@ def query_network(net: nn.Module, config: NeRFConfig, pts: torch.Tensor, viewdir
         v = positional_encoding(viewdirs, config.multires_views)
         v = v[:, None, :].expand(n_rays, n_samples, v.shape[-1]).reshape(-1, v.shape[-1])
         x = torch.cat([x, v], -1)
-    ctx = (torch.autocast("cpu", dtype=autocast_dtype) if autocast_dtype is not None
+    ctx = (torch.autocast(x.device.type, dtype=autocast_dtype) if autocast_dtype is not None
            else contextlib.nullcontext())
     with ctx:
         raw = net(x)
@@ -137,13 +143,15 @@ def render_chunked(pair: ModelPair, rays: Rays, settings: RenderSettings = Rende
                    progress: bool = False, desc: str = "render") -> dict[str, torch.Tensor]:
     """Deterministic evaluation render of any number of rays in chunks (memory bounded by the chunk).
 
-    Returns rgb (R, 3), depth (R,), acc (R,) of the fine pass.
+    The networks' device does the work (`ModelPair.device`); rays move there a chunk at a time and the
+    results come back to the CPU. Returns rgb (R, 3), depth (R,), acc (R,) of the fine pass.
     """
+    device = pair.device
     outs: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "acc": []}
     starts = range(0, len(rays), settings.chunk)
     with torch.inference_mode():
         for s in tqdm(starts, desc=desc, disable=not progress, leave=False, unit="chunk"):
-            r = render_rays(pair, rays[s:s + settings.chunk], settings)
+            r = render_rays(pair, rays[s:s + settings.chunk].to(device), settings)
             for k in outs:
-                outs[k].append(r[k])
+                outs[k].append(r[k].cpu())
     return {k: torch.cat(v) if v else torch.empty(0) for k, v in outs.items()}

@@ -5,6 +5,17 @@ from __future__ import annotations
 import torch
 
 
+def uniform(shape: tuple[int, ...], generator: torch.Generator | None, dtype: torch.dtype,
+            device: torch.device) -> torch.Tensor:
+    """Uniform [0, 1) samples drawn from `generator` on its own device, then moved to `device`.
+
+    Training keeps one CPU generator whatever device the networks are on, so a run's random stream
+    (and with it resuming from a checkpoint) does not depend on where the steps ran.
+    """
+    where = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, dtype=dtype, device=where).to(device)
+
+
 def stratified_samples(near: torch.Tensor, far: torch.Tensor, n_samples: int, perturb: bool = False,
                        lindisp: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
     """Sample depths (R, n_samples), sorted, between per-ray `near` and `far` (R,) tensors.
@@ -22,7 +33,7 @@ def stratified_samples(near: torch.Tensor, far: torch.Tensor, n_samples: int, pe
         mids = 0.5 * (z[:, 1:] + z[:, :-1])
         upper = torch.cat([mids, z[:, -1:]], -1)
         lower = torch.cat([z[:, :1], mids], -1)
-        u = torch.rand(z.shape, generator=generator, dtype=z.dtype, device=z.device)
+        u = uniform(z.shape, generator, z.dtype, z.device)
         z = lower + (upper - lower) * u
     return z
 
@@ -42,7 +53,7 @@ def sample_pdf(bins: torch.Tensor, weights: torch.Tensor, n_samples: int, determ
     if deterministic:
         u = torch.linspace(0.0, 1.0, n_samples, dtype=cdf.dtype, device=cdf.device).expand(shape)
     else:
-        u = torch.rand(shape, generator=generator, dtype=cdf.dtype, device=cdf.device)
+        u = uniform(shape, generator, cdf.dtype, cdf.device)
     u = u.contiguous()
     idx = torch.searchsorted(cdf, u, right=True)
     below = (idx - 1).clamp(0, cdf.shape[-1] - 1)

@@ -6,7 +6,9 @@ compositing stay fp32), Adam with exponential learning-rate decay. For the built
 an optional warm start first regresses both networks onto the analytic density and colour fields.
 
 Everything that decides the next step (weights, Adam state, step, random generator) is in the checkpoint,
-so a resumed run continues exactly where the saved one stopped.
+so a resumed run continues exactly where the saved one stopped. The networks may train on another device
+(`device="cuda"`); rays, targets and the random generator stay on the CPU, batches move per step, and the
+checkpoint is always written with CPU tensors, so a run can stop on one device and resume on another.
 """
 
 from __future__ import annotations
@@ -66,14 +68,15 @@ class Trainer:
     """Owns the model pair, optimizer, random generator and step counter of one run."""
 
     def __init__(self, scene: Scene, config: TrainConfig, model_config: NeRFConfig = NeRFConfig(),
-                 analytic=None) -> None:
+                 analytic=None, device: torch.device | str = "cpu") -> None:
         self.scene = scene
         self.cfg = config
         self.analytic = analytic
         if config.warmstart_steps and analytic is None:
             raise ValueError("warm start needs an analytic scene (built-in scenes only)")
         torch.manual_seed(config.seed)
-        self.pair = ModelPair.create(model_config, seed=config.seed)
+        self.device = torch.device(device)
+        self.pair = ModelPair.create(model_config, seed=config.seed).to(self.device)
         params = list(self.pair.coarse.parameters()) + list(self.pair.fine.parameters())
         self.optimizer = torch.optim.Adam(params, lr=config.lr, betas=(0.9, 0.999))
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -109,9 +112,9 @@ class Trainer:
             idx = pool[torch.randint(len(pool), (self.cfg.batch_rays,), generator=self.generator)]
         else:
             idx = torch.randint(len(self.rays), (self.cfg.batch_rays,), generator=self.generator)
-        out = render_rays(self.pair, self.rays[idx], self.render, perturb=True, generator=self.generator,
-                          autocast_dtype=torch.bfloat16 if self.cfg.bf16 else None)
-        target = self.targets[idx]
+        out = render_rays(self.pair, self.rays[idx].to(self.device), self.render, perturb=True,
+                          generator=self.generator, autocast_dtype=torch.bfloat16 if self.cfg.bf16 else None)
+        target = self.targets[idx].to(self.device)
         loss_f = F.mse_loss(out["rgb"], target)
         loss = loss_f + F.mse_loss(out["rgb0"], target)
         self.optimizer.zero_grad(set_to_none=True)
@@ -134,14 +137,16 @@ class Trainer:
         pts = rays.origins + t[:, None] * rays.directions
         sigma_gt = self.analytic.density(pts)
         rgb_gt = self.analytic.color(pts, rays.viewdirs)
-        occupied = (sigma_gt > 0).float()
+        occupied = (sigma_gt > 0).float().to(self.device)
+        sigma_gt, rgb_gt = sigma_gt.to(self.device), rgb_gt.to(self.device)
         x = positional_encoding(pts, self.pair.config.multires)
         if self.pair.config.use_viewdirs:
             x = torch.cat([x, positional_encoding(rays.viewdirs, self.pair.config.multires_views)], -1)
+        x = x.to(self.device)
         delta = (self.scene.far - self.scene.near) / self.cfg.n_coarse
-        loss = torch.zeros(())
+        loss = torch.zeros((), device=self.device)
         for net in (self.pair.coarse, self.pair.fine):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
                 raw = net(x)
             raw = raw.float()
             alpha = 1 - torch.exp(-F.relu(raw[:, 3]) * delta)
@@ -159,15 +164,15 @@ class Trainer:
             "format": "nerfcompress-v1",
             "global_step": self.step,
             "config": self.pair.coarse.config.to_dict(),
-            "network_fn_state_dict": self.pair.coarse.state_dict(),
-            "network_fine_state_dict": self.pair.fine.state_dict(),
+            "network_fn_state_dict": _on_cpu(self.pair.coarse.state_dict()),
+            "network_fine_state_dict": _on_cpu(self.pair.fine.state_dict()),
             "meta": {"scene": self.scene.source or self.scene.name, "wall_time_s": self.wall_time,
                      "history": self.history, "train_config": dataclasses.asdict(self.cfg)},
         }
 
     def training_state(self) -> dict:
         """What resuming needs beyond the weights: Adam moments, random generator, step."""
-        return {"global_step": self.step, "optimizer_state_dict": self.optimizer.state_dict(),
+        return {"global_step": self.step, "optimizer_state_dict": _on_cpu(self.optimizer.state_dict()),
                 "rng_state": self.generator.get_state(), "train_config": dataclasses.asdict(self.cfg)}
 
     def save(self, path: str | Path) -> Path:
@@ -202,8 +207,8 @@ class Trainer:
         scene = obj.get("meta", {}).get("scene")
         if scene != (self.scene.source or self.scene.name):
             raise CheckpointError(f"{path}: was trained on scene {scene!r}, not {self.scene.source or self.scene.name!r}")
-        self.pair.coarse = build_network(obj["network_fn_state_dict"], saved_model, f"{path}").train()
-        self.pair.fine = build_network(obj["network_fine_state_dict"], saved_model, f"{path}").train()
+        self.pair.coarse = build_network(obj["network_fn_state_dict"], saved_model, f"{path}").to(self.device).train()
+        self.pair.fine = build_network(obj["network_fine_state_dict"], saved_model, f"{path}").to(self.device).train()
         params = list(self.pair.coarse.parameters()) + list(self.pair.fine.parameters())
         self.optimizer = torch.optim.Adam(params, lr=self.cfg.lr, betas=(0.9, 0.999))
         self.optimizer.load_state_dict(state["optimizer_state_dict"])
@@ -243,7 +248,7 @@ class Trainer:
                 if self.step % 25 == 0 or self.step == self.total_steps:
                     rec = {"step": self.step, "phase": "warmstart" if warm else "photometric",
                            "loss": round(stats["loss"], 6), "wall_time_s": round(self.wall_time, 1),
-                           "lr": self.cfg.lr_at(self.step)}
+                           "lr": self.cfg.lr_at(self.step), "device": self.device.type}
                     if window:
                         rec["train_psnr"] = round(sum(window) / len(window), 3)
                         window.clear()
@@ -266,6 +271,17 @@ class Trainer:
         self.pair.coarse.eval()
         self.pair.fine.eval()
         return self.pair
+
+
+def _on_cpu(obj):
+    """A copy of a (nested) state dict with every tensor on the CPU, so checkpoints load anywhere."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _on_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_on_cpu(v) for v in obj)
+    return obj
 
 
 def write_history(history: list[dict], path: str | Path) -> None:

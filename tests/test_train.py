@@ -112,3 +112,74 @@ def test_cli_refuses_non_empty_out_and_unknown_scene(tmp_path, capsys):
     assert "unknown scene" in err and len(err.splitlines()) == 1
     assert main(["train", "--scene", "object", "--out", str(tmp_path / "none"), "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on a GPU machine)")
+
+
+def test_cli_refuses_unusable_device(tmp_path, capsys):
+    assert main(["train", "--scene", "object", "--out", str(tmp_path / "a"), "--device", "tpu0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--device tpu0" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "a").exists()
+    if not torch.cuda.is_available():
+        assert main(["train", "--scene", "object", "--out", str(tmp_path / "b"), "--device", "cuda"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
+        assert not (tmp_path / "b").exists()
+
+
+def test_history_records_device_and_card_sums_it(tiny_scene, tmp_path):
+    from nerf_eval.card import training_devices
+
+    scene, _ = tiny_scene
+    tr = Trainer(scene, _cfg(steps=50), TINY)
+    tr.run(tmp_path / "checkpoint.pt", progress=False)
+    assert {h["device"] for h in tr.history} == {"cpu"}
+    legacy = [{"step": 25, "wall_time_s": 10.0}, {"step": 50, "wall_time_s": 20.0}]
+    moved = legacy + [{"step": 75, "wall_time_s": 20.5, "device": "cuda"}, {"step": 80, "wall_time_s": 20.6,
+                                                                          "device": "cuda"}]
+    assert training_devices(moved) == {"cpu": {"steps": 50, "wall_time_s": 20.0},
+                                       "cuda": {"steps": 30, "wall_time_s": 0.6}}
+
+
+@cuda
+def test_cuda_run_saves_cpu_tensors_and_resumes_on_cpu(tiny_scene, tmp_path):
+    scene, analytic = tiny_scene
+    cfg = _cfg(steps=6, warmstart_steps=2, warmstart_points=256, bf16=True)
+    gpu = Trainer(scene, cfg, TINY, analytic=analytic, device="cuda")
+
+    def stop_at_4(step, _stats):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        gpu.run(tmp_path / "checkpoint.pt", progress=False, on_step=stop_at_4)
+    obj = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert all(t.device.type == "cpu" for t in obj["network_fine_state_dict"].values())
+    cpu = Trainer(scene, cfg, TINY, analytic=analytic)
+    cpu.load(tmp_path / "checkpoint.pt")
+    assert cpu.step == 4
+    cpu.run(tmp_path / "checkpoint.pt", progress=False)
+    assert cpu.step == 8 and all(torch.isfinite(p).all() for p in cpu.pair.fine.parameters())
+    back = Trainer(scene, _cfg(steps=10, warmstart_steps=2, warmstart_points=256, bf16=True), TINY,
+                   analytic=analytic, device="cuda")
+    back.load(tmp_path / "checkpoint.pt")
+    assert back.pair.device.type == "cuda"
+    losses = [back.photometric_step()["loss"] for _ in range(2)]
+    assert all(x == x for x in losses)
+
+
+@cuda
+def test_cuda_render_matches_cpu(tiny_scene):
+    from nerf_eval.model import ModelPair
+    from nerf_eval.render import RenderSettings, render_chunked
+
+    scene, _ = tiny_scene
+    pair = ModelPair.create(TINY, seed=1).eval()
+    rays = scene.rays(0)
+    settings = RenderSettings(n_coarse=16, n_fine=16, chunk=50)
+    on_cpu = render_chunked(pair, rays, settings)
+    on_gpu = render_chunked(pair.to("cuda"), rays, settings)
+    assert on_gpu["rgb"].device.type == "cpu"
+    assert torch.allclose(on_cpu["rgb"], on_gpu["rgb"], atol=1e-4)
+    assert torch.allclose(on_cpu["depth"], on_gpu["depth"], atol=1e-3)
