@@ -6,6 +6,7 @@ import re
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
 
 from nerf_eval.checkpoint import file_hash, save_checkpoint
 from nerf_eval.cli import main
@@ -142,6 +143,7 @@ def llff_dir(tmp_path):
     (["--n-coarse", "2"], "n_coarse >= 2"),
     (["--chunk", "0"], "--chunk 0"),
     (["--json", "{tmp}"], "is a directory"),
+    (["--device", "tpu0"], "--device tpu0: "),
 ])
 def test_bad_inputs_exit_2_with_one_line(files, capsys, tmp_path, args, pattern):
     ckpt, scene = files
@@ -188,3 +190,17 @@ def test_empty_split_is_refused(files, capsys, tmp_path):
     (tmp_path / "s" / "transforms_test.json").write_text('{"camera_angle_x": 0.69, "frames": []}')
     rc, _, err = run(capsys, "evaluate", "--checkpoint", ckpt, "--scene", tmp_path / "s", *FAST)
     assert rc == 2 and "split 'test' has no views" in error_line(err)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on a GPU machine)")
+def test_evaluate_on_cuda_matches_cpu(files, capsys, tmp_path):
+    ckpt, scene = files
+    docs = []
+    for device in ("cpu", "cuda"):
+        out_json = tmp_path / f"{device}.json"
+        rc, _, _ = run(capsys, "evaluate", "--checkpoint", ckpt, "--scene", scene, "--views", "0",
+                       "--device", device, "--json", out_json, *FAST)
+        assert rc == 0
+        docs.append(json.loads(out_json.read_text()))
+    assert docs[1]["device"] == "cuda"
+    assert docs[1]["mean"]["psnr"] == pytest.approx(docs[0]["mean"]["psnr"], abs=1e-3)
