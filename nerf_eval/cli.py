@@ -30,18 +30,18 @@ def _check_out_dir(out: Path, force: bool) -> None:
         raise NerfEvalError(f"{out}: directory exists and is not empty; refusing to write (use --force)")
 
 
-def _device(name: str):
+def _device(name: str, flag: str = "--device"):
     """`--device` as a torch.device, or a one-line error when it is not usable here."""
     import torch
 
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise NerfEvalError(f"--device {name}: not a device name (use cpu, cuda or cuda:N)") from None
+        raise NerfEvalError(f"{flag} {name}: not a device name (use cpu, cuda or cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise NerfEvalError(f"--device {name}: CUDA is not available to this torch ({torch.__version__})")
+        raise NerfEvalError(f"{flag} {name}: CUDA is not available to this torch ({torch.__version__})")
     if device.type not in ("cpu", "cuda"):
-        raise NerfEvalError(f"--device {name}: only cpu and cuda are supported")
+        raise NerfEvalError(f"{flag} {name}: only cpu and cuda are supported")
     return device
 
 
@@ -408,6 +408,8 @@ def _add_report(sub) -> None:
     p.add_argument("--finetune-rays", type=int, default=1024, help="rays per fine-tune step (default 1024)")
     p.add_argument("--finetune-variants", default="*",
                    help="comma-separated names or globs of the variants fine-tuned (default: every pruned one)")
+    p.add_argument("--finetune-device", default="cpu",
+                   help="where the recovery fine-tunes train (cpu or cuda); every variant is measured on the CPU")
     p.add_argument("--grid-variants", default="*",
                    help="comma-separated names or globs of the variants shown in grid.png (default: all)")
     p.add_argument("--extend", type=Path, default=None, metavar="REPORT_DIR",
@@ -498,10 +500,16 @@ def cmd_report(args) -> int:
     meta = {"checkpoint": str(args.checkpoint), "sha256": file_hash(args.checkpoint)[:16], "scene": str(args.scene),
             "resolution": f"{scene.width}x{scene.height}", "views": len(views), "samples": "64+128",
             "latency_rays": len(latency)}
+    finetune_device = _device(args.finetune_device, "--finetune-device")
     if args.finetune_steps:
+        import torch
+
         from nerf_eval.hardware import native_bf16
 
-        arithmetic = "bf16 autocast" if native_bf16() else "fp32"
+        if finetune_device.type == "cuda":
+            arithmetic = f"{'bf16 autocast' if torch.cuda.is_bf16_supported() else 'fp32'} on cuda"
+        else:
+            arithmetic = "bf16 autocast" if native_bf16() else "fp32"
         meta["finetune"] = (f"{args.finetune_steps} steps, {args.finetune_rays} rays, 32+64 samples, lr 1e-4 to 1e-5, "
                             f"{arithmetic}, seed 0, variants {args.finetune_variants}")
     earlier = _earlier_rows(args.extend, meta) if args.extend is not None else []
@@ -510,7 +518,8 @@ def cmd_report(args) -> int:
                                     finetune_steps=args.finetune_steps, finetune_scene=full_scene,
                                     finetune_rays=args.finetune_rays,
                                     finetune_only=tuple(g.strip() for g in args.finetune_variants.split(",")
-                                                        if g.strip()), known=known)
+                                                        if g.strip()), finetune_device=finetune_device,
+                                    known=known)
     listed = {r.name for r in results}
     results += [r for r in earlier if r.name not in listed]
     if earlier:

@@ -12,6 +12,7 @@ import traceback
 from dataclasses import asdict, dataclass, field, fields
 from fnmatch import fnmatchcase
 
+import torch
 from tqdm.auto import tqdm
 
 from nerf_eval.compress import get_compressor, serialized_size
@@ -85,7 +86,7 @@ def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[in
                  settings: RenderSettings = RenderSettings(), latency_rays: Rays | None = None,
                  repeats: int = 3, progress: bool = True, finetune_steps: int = 0,
                  finetune_scene: Scene | None = None, finetune_rays: int = 1024,
-                 finetune_only: tuple[str, ...] = ("*",),
+                 finetune_only: tuple[str, ...] = ("*",), finetune_device: torch.device | str = "cpu",
                  known: dict[str, VariantResult] | None = None
                  ) -> tuple[list[VariantResult], dict[str, list[ViewRender]]]:
     """fp32 first, then each named compressor; a compressor that fails gets a row with its error.
@@ -94,6 +95,7 @@ def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[in
     second row after a recovery fine-tune of that many steps of `finetune_rays` rays on `finetune_scene`'s
     training views (the scene at its training resolution; default `scene`); `finetune_only` limits that to
     the variants whose names match one of its globs: post-training and fine-tuned results side by side.
+    The fine-tune may run on `finetune_device` (e.g. a GPU); every variant is measured on the CPU.
 
     `known` holds rows measured by an earlier run with the same settings (by name): they are reused, not
     measured again, and keep the fp32 times of their own run (`baseline_time_s`), so every speed-up stays
@@ -134,7 +136,7 @@ def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[in
             try:
                 t0 = time.perf_counter()
                 tuned = finetune(small, finetune_scene or scene, finetune_steps, batch_rays=finetune_rays,
-                                 progress=progress)
+                                 progress=progress, device=finetune_device)
                 elapsed += time.perf_counter() - t0
                 res, renders[ft_name] = measure(ft_name, tuned, scene, views, settings, latency_rays, repeats)
                 res.compress_time_s = elapsed

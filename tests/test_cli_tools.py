@@ -96,6 +96,10 @@ def test_report_refuses_bad_finetune_rays(tiny, capsys):
     assert main(["report", "--checkpoint", str(ckpt), "--scene", str(scene), "--compressors", "bf16",
                  "--out", str(root / "r"), "--finetune-rays", "0"]) == 2
     assert "--finetune-rays" in capsys.readouterr().err
+    assert main(["report", "--checkpoint", str(ckpt), "--scene", str(scene), "--compressors", "bf16",
+                 "--out", str(root / "r"), "--finetune-device", "tpu0"]) == 2
+    assert "--finetune-device tpu0" in capsys.readouterr().err
+    assert not (root / "r").exists()
 
 
 def test_compress_prunes_and_finetunes(tiny, capsys):

@@ -379,6 +379,18 @@ def test_finetune_lowers_the_training_loss(tiny_scene):
     assert mse(tuned) < mse(p)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on a GPU machine)")
+def test_finetune_on_cuda_returns_a_cpu_model_that_fits_better(tiny_scene):
+    p = ModelPair.create(TINY, seed=0).eval()
+    rays = tiny_scene.rays_for(tiny_scene.split("train"))
+    target = tiny_scene.images[tiny_scene.split("train")].reshape(-1, 3)
+    settings = RenderSettings(n_coarse=4, n_fine=4, chunk=4096)
+    tuned = finetune(p, tiny_scene, steps=15, batch_rays=64, n_coarse=4, n_fine=4, lr=3e-3, device="cuda")
+    assert tuned.device.type == "cpu" and tuned.meta["finetune"]["device"] == "cuda"
+    mse = [float(((render_chunked(m, rays, settings)["rgb"] - target) ** 2).mean()) for m in (p, tuned)]
+    assert mse[1] < mse[0]
+
+
 def test_finetune_refuses_bad_input(pair, tiny_scene):
     with pytest.raises(CompressorError, match="steps must be a non-negative integer"):
         finetune(pair, tiny_scene, steps=-1)

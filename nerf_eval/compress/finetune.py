@@ -3,7 +3,8 @@
 Post-training compression results and fine-tuned ones are different claims (the second needs the
 training images), so fine-tuning is a separate step, not a compressor: `finetune(pair, scene, steps)`.
 It uses the training recipe's loss (MSE of the fine and coarse renders against pixels, jittered samples,
-Adam) through the same `render_rays`, with bf16 autocast around the MLP only as in training.
+Adam) through the same `render_rays`, with bf16 autocast around the MLP only as in training. It may run
+on a GPU (`device="cuda"`); the result always comes back on the CPU, where compressed models are measured.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from nerf_eval.train import psnr_from_mse
 
 def finetune(pair: ModelPair, scene: Scene, steps: int, batch_rays: int = 1024, lr: float = 1e-4,
              lr_final: float | None = None, n_coarse: int = 32, n_fine: int = 64, bf16: bool | None = None,
-             seed: int = 0, progress: bool = False) -> ModelPair:
+             seed: int = 0, progress: bool = False, device: torch.device | str = "cpu") -> ModelPair:
     """A copy of `pair` trained `steps` more steps on random rays of the scene's 'train' split.
 
     The learning rate decays exponentially from `lr` to `lr_final` (default lr / 10). bf16 autocast by
-    default only where this CPU has native bf16 matmuls. Records the steps and the last train-batch PSNR
-    in `meta['finetune']`; `pair` itself is left unchanged."""
+    default only where this CPU (or the CUDA `device`) has native bf16 matmuls. The random stream is on the
+    CPU whatever the device. Records the steps, device and last train-batch PSNR in `meta['finetune']`;
+    `pair` itself is left unchanged."""
     if not isinstance(steps, int) or steps < 0:
         raise CompressorError(f"finetune: steps must be a non-negative integer, got {steps!r}")
     if batch_rays < 1 or not lr > 0:
@@ -47,11 +49,13 @@ def finetune(pair: ModelPair, scene: Scene, steps: int, batch_rays: int = 1024, 
         raise CompressorError(f"finetune: {e.args[0]}") from None
     if not train_idx:
         raise CompressorError(f"finetune: scene {scene.name!r} has no training views")
+    device = torch.device(device)
     if bf16 is None:
-        bf16 = native_bf16()
+        bf16 = torch.cuda.is_bf16_supported() if device.type == "cuda" else native_bf16()
     rays = scene.rays_for(train_idx)
     targets = scene.images[train_idx].reshape(-1, 3)
     settings = RenderSettings(n_coarse=n_coarse, n_fine=n_fine, white_bkgd=scene.white_bkgd)
+    out.to(device)
     params = [p for net in out.networks().values() for p in net.parameters()]
     optimizer = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
     final = lr / 10 if lr_final is None else lr_final
@@ -63,14 +67,15 @@ def finetune(pair: ModelPair, scene: Scene, steps: int, batch_rays: int = 1024, 
         for g in optimizer.param_groups:
             g["lr"] = lr * (final / lr) ** (step / steps)
         idx = torch.randint(len(rays), (batch_rays,), generator=generator)
-        res = render_rays(out, rays[idx], settings, perturb=True, generator=generator,
+        res = render_rays(out, rays[idx].to(device), settings, perturb=True, generator=generator,
                           autocast_dtype=torch.bfloat16 if bf16 else None)
-        loss_fine = F.mse_loss(res["rgb"], targets[idx])
-        loss = loss_fine + F.mse_loss(res["rgb0"], targets[idx])
+        target = targets[idx].to(device)
+        loss_fine = F.mse_loss(res["rgb"], target)
+        loss = loss_fine + F.mse_loss(res["rgb0"], target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         psnr = psnr_from_mse(float(loss_fine.detach()))
     out.meta["finetune"] = {"steps": steps, "batch_rays": batch_rays, "lr": lr, "lr_final": final, "bf16": bf16,
-                            "train_psnr": round(psnr, 3)}
-    return out.eval()
+                            "device": device.type, "train_psnr": round(psnr, 3)}
+    return out.to("cpu").eval()
