@@ -114,14 +114,13 @@ def cmd_train(args) -> int:
             raise NerfEvalError(f"{args.scene}: --warmstart-steps needs a built-in analytic scene")
         scene = load_scene(args.scene)
     scene = scene.rescaled(args.scale)
-    if args.bf16 is None and device.type == "cuda":
-        args.bf16 = torch.cuda.is_bf16_supported()
     if args.bf16 is None:
         from nerf_eval.hardware import native_bf16, slow_dtype_note
 
-        args.bf16 = native_bf16()
+        args.bf16 = native_bf16(device)
         if not args.bf16:
-            print(f"training in fp32: {slow_dtype_note([torch.bfloat16])}; --bf16 forces it", file=sys.stderr)
+            why = f"{device} has no bf16" if device.type == "cuda" else slow_dtype_note([torch.bfloat16])
+            print(f"training in fp32: {why}; --bf16 forces it", file=sys.stderr)
     cfg = TrainConfig(steps=args.steps, batch_rays=args.batch_rays, lr=args.lr, lr_final=args.lr_final,
                       n_coarse=args.n_coarse, n_fine=args.n_fine, precrop_steps=args.precrop_steps,
                       precrop_frac=args.precrop_frac, bf16=args.bf16, seed=args.seed,
@@ -502,14 +501,11 @@ def cmd_report(args) -> int:
             "latency_rays": len(latency)}
     finetune_device = _device(args.finetune_device, "--finetune-device")
     if args.finetune_steps:
-        import torch
-
         from nerf_eval.hardware import native_bf16
 
+        arithmetic = "bf16 autocast" if native_bf16(finetune_device) else "fp32"
         if finetune_device.type == "cuda":
-            arithmetic = f"{'bf16 autocast' if torch.cuda.is_bf16_supported() else 'fp32'} on cuda"
-        else:
-            arithmetic = "bf16 autocast" if native_bf16() else "fp32"
+            arithmetic += " on cuda"
         meta["finetune"] = (f"{args.finetune_steps} steps, {args.finetune_rays} rays, 32+64 samples, lr 1e-4 to 1e-5, "
                             f"{arithmetic}, seed 0, variants {args.finetune_variants}")
     earlier = _earlier_rows(args.extend, meta) if args.extend is not None else []

@@ -64,8 +64,11 @@ def int8_saturates() -> bool:
         return bool((y.dequantize() - width).abs().max() > 1.0)
 
 
-def native_bf16() -> bool:
-    """Whether bf16 autocast pays off here: False where this CPU emulates bf16 matmuls."""
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """Whether bf16 autocast pays off on `device`: False where this CPU emulates bf16 matmuls, or where
+    the CUDA device has no bf16 support."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.is_bf16_supported()
     return not is_slow_dtype(torch.bfloat16)
 
 

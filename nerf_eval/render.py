@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from nerf_eval.encoding import positional_encoding
 from nerf_eval.model import ModelPair, NeRFConfig
-from nerf_eval.sampling import sample_pdf, stratified_samples, uniform
+from nerf_eval.sampling import gaussian, sample_pdf, stratified_samples
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,7 @@ def volume_render(raw: torch.Tensor, z_vals: torch.Tensor, rays_d: torch.Tensor,
     rgb = torch.sigmoid(raw[..., :3])
     sigma = raw[..., 3]
     if raw_noise_std > 0.0:
-        where = generator.device if generator is not None else sigma.device
-        noise = torch.randn(sigma.shape, generator=generator, dtype=sigma.dtype, device=where).to(sigma.device)
-        sigma = sigma + noise * raw_noise_std
+        sigma = sigma + gaussian(sigma.shape, generator, sigma.dtype, sigma.device) * raw_noise_std
     alpha = 1.0 - torch.exp(-torch.relu(sigma) * dists)
     trans = torch.cumprod(torch.cat([torch.ones_like(alpha[..., :1]), 1.0 - alpha + 1e-10], -1), -1)[..., :-1]
     weights = alpha * trans

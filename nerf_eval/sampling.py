@@ -16,6 +16,13 @@ def uniform(shape: tuple[int, ...], generator: torch.Generator | None, dtype: to
     return torch.rand(shape, generator=generator, dtype=dtype, device=where).to(device)
 
 
+def gaussian(shape: tuple[int, ...], generator: torch.Generator | None, dtype: torch.dtype,
+             device: torch.device) -> torch.Tensor:
+    """Standard normal samples drawn like `uniform`: on the generator's device, then moved."""
+    where = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, dtype=dtype, device=where).to(device)
+
+
 def stratified_samples(near: torch.Tensor, far: torch.Tensor, n_samples: int, perturb: bool = False,
                        lindisp: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
     """Sample depths (R, n_samples), sorted, between per-ray `near` and `far` (R,) tensors.

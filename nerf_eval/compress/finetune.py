@@ -51,7 +51,7 @@ def finetune(pair: ModelPair, scene: Scene, steps: int, batch_rays: int = 1024, 
         raise CompressorError(f"finetune: scene {scene.name!r} has no training views")
     device = torch.device(device)
     if bf16 is None:
-        bf16 = torch.cuda.is_bf16_supported() if device.type == "cuda" else native_bf16()
+        bf16 = native_bf16(device)
     rays = scene.rays_for(train_idx)
     targets = scene.images[train_idx].reshape(-1, 3)
     settings = RenderSettings(n_coarse=n_coarse, n_fine=n_fine, white_bkgd=scene.white_bkgd)
