@@ -441,10 +441,7 @@ EXTEND_MUST_MATCH = ("sha256", "scene", "resolution", "views", "samples", "laten
 
 
 def _earlier_rows(report_dir: Path, meta: dict) -> list:
-    """The rows of an earlier report whose settings match `meta` (one-line error otherwise). Rows written
-    before the per-row fp32 times existed get their report's fp32 times."""
-    from nerf_eval.experiment import VariantResult
-
+    """The rows of an earlier report whose settings match `meta` (one-line error otherwise)."""
     path = report_dir / "results.json"
     try:
         data = json.loads(path.read_text())
@@ -457,10 +454,25 @@ def _earlier_rows(report_dir: Path, meta: dict) -> list:
         if str(settings.get(key)) != str(meta[key]):
             raise NerfEvalError(f"{path}: was measured with {key}={settings.get(key)}, this run has {meta[key]}; "
                                 f"cannot extend it")
-    old_ft, new_ft = settings.get("finetune", ""), meta.get("finetune", "")
-    if old_ft and new_ft and old_ft.split(", variants")[0] != new_ft.split(", variants")[0]:
-        raise NerfEvalError(f"{path}: its fine-tune was '{old_ft.split(', variants')[0]}', this run's is "
-                            f"'{new_ft.split(', variants')[0]}'; cannot extend it")
+    old, new = settings.get("finetune_recipe"), meta.get("finetune_recipe")
+    if isinstance(old, dict) and new is not None:
+        differs = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if differs:
+            raise NerfEvalError(f"{path}: its fine-tune had {', '.join(f'{k}={old.get(k)}' for k in differs)}, "
+                                f"this run's has {', '.join(f'{k}={new.get(k)}' for k in differs)}; cannot extend it")
+    else:  # a report written before the structured recipe: compare the recipe's text
+        old_ft, new_ft = settings.get("finetune", ""), meta.get("finetune", "")
+        if old_ft and new_ft and old_ft.split(", variants")[0] != new_ft.split(", variants")[0]:
+            raise NerfEvalError(f"{path}: its fine-tune was '{old_ft.split(', variants')[0]}', this run's is "
+                                f"'{new_ft.split(', variants')[0]}'; cannot extend it")
+    return _reused_rows(rows)
+
+
+def _reused_rows(rows: list[dict]) -> list:
+    """Rows of an earlier report as results; rows written before the per-row fp32 times existed get
+    their report's fp32 times."""
+    from nerf_eval.experiment import VariantResult
+
     base = next((r for r in rows if r.get("name") == "fp32"), {})
     out = []
     for row in rows:
@@ -508,6 +520,8 @@ def cmd_report(args) -> int:
             arithmetic += " on cuda"
         meta["finetune"] = (f"{args.finetune_steps} steps, {args.finetune_rays} rays, 32+64 samples, lr 1e-4 to 1e-5, "
                             f"{arithmetic}, seed 0, variants {args.finetune_variants}")
+        meta["finetune_recipe"] = {"steps": args.finetune_steps, "rays": args.finetune_rays, "samples": "32+64",
+                                   "lr": [1e-4, 1e-5], "arithmetic": arithmetic, "seed": 0}
     earlier = _earlier_rows(args.extend, meta) if args.extend is not None else []
     known = {r.name: r for r in earlier if r.name != "fp32"}
     results, renders = run_variants(pair, scene, names, views, calibration, settings, latency, args.repeats,

@@ -232,7 +232,8 @@ def write_report(rows: list[dict], out_dir: str | Path, settings: dict | None = 
     with atomic_directory(out, overwrite) as tmp:
         md = [f"# {title}\n"]
         if settings:
-            md.append("Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()) + "\n")
+            plain = {k: v for k, v in settings.items() if not isinstance(v, (dict, list))}  # the rest: results.json
+            md.append("Settings: " + ", ".join(f"{k}={v}" for k, v in plain.items()) + "\n")
         md += [markdown_table(rows), "\nReference report (vanilla NeRF, for comparison):\n", reference_table()]
         (tmp / "results.md").write_text("\n".join(md))
         (tmp / "results.json").write_text(json.dumps({"settings": settings or {}, "results": rows}, indent=1,

@@ -203,6 +203,18 @@ def test_report_extend_refuses_a_report_with_other_settings(tiny, capsys):
     assert main(base + ["--out", str(root / "x3"), "--extend", str(root / "nothing")]) == 2
     assert "no such report" in capsys.readouterr().err
     assert not (root / "x2").exists() and not (root / "x3").exists()
+    tuned = root / "extend-tuned"
+    fine = ["--finetune-steps", "2", "--finetune-rays", "8"]
+    assert main(base + fine + ["--out", str(tuned)]) == 0
+    recipe = json.loads((tuned / "results.json").read_text())["settings"]["finetune_recipe"]
+    assert recipe["steps"] == 2 and recipe["rays"] == 8
+    assert "finetune_recipe" not in (tuned / "results.md").read_text()
+    capsys.readouterr()
+    assert main(base + ["--finetune-steps", "3", "--finetune-rays", "8", "--out", str(root / "x4"),
+                        "--extend", str(tuned)]) == 2
+    assert "steps=2, this run's has steps=3" in capsys.readouterr().err
+    assert main(base + fine + ["--finetune-variants", "none", "--out", str(root / "x5"), "--extend", str(tuned)]) == 0
+    assert not (root / "x4").exists()
 
 
 def test_speedup_uses_the_rows_own_fp32_time():
