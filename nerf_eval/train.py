@@ -137,8 +137,8 @@ class Trainer:
         pts = rays.origins + t[:, None] * rays.directions
         sigma_gt = self.analytic.density(pts)
         rgb_gt = self.analytic.color(pts, rays.viewdirs)
-        occupied = (sigma_gt > 0).float().to(self.device)
         sigma_gt, rgb_gt = sigma_gt.to(self.device), rgb_gt.to(self.device)
+        occupied = (sigma_gt > 0).float()
         x = positional_encoding(pts, self.pair.config.multires)
         if self.pair.config.use_viewdirs:
             x = torch.cat([x, positional_encoding(rays.viewdirs, self.pair.config.multires_views)], -1)
