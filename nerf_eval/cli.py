@@ -88,6 +88,8 @@ def _add_train(sub) -> None:
                    "resume on another device than the one that saved it")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--force", action="store_true", help="start over in a non-empty --out")
+    p.add_argument("--estimate", action="store_true", help="time a few steps of each phase here and print how "
+                   "long the run (or, with --resume, its rest) would take; trains nothing and writes nothing")
     p.set_defaults(func=cmd_train)
 
 
@@ -103,7 +105,8 @@ def cmd_train(args) -> int:
     device = _device(args.device)
     ckpt = args.out / "checkpoint.pt"
     if not args.resume:
-        _check_out_dir(args.out, args.force)
+        if not args.estimate:
+            _check_out_dir(args.out, args.force)
     elif not ckpt.exists():
         raise NerfEvalError(f"{ckpt}: nothing to resume (no checkpoint); drop --resume to start a run")
     analytic = None
@@ -130,6 +133,13 @@ def cmd_train(args) -> int:
     if args.resume:
         trainer.load(ckpt)
         print(f"resuming {ckpt} at step {trainer.step}/{trainer.total_steps}", file=sys.stderr)
+    if args.estimate:
+        est = trainer.estimate()
+        parts = [f"{est['steps_left'][ph]} {ph} steps x {s:.2f} s" for ph, s in est["per_step_s"].items()]
+        print(f"estimate on {device} ({est['threads']} threads, {'bf16' if est['bf16'] else 'fp32'}): "
+              f"{' + '.join(parts) or 'nothing left'} = {est['seconds'] / 60:.1f} min", file=sys.stderr)
+        print(json.dumps(est))
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         trainer.run(ckpt)

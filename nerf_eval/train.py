@@ -13,6 +13,7 @@ checkpoint is always written with CPU tensors, so a run can stop on one device a
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -157,6 +158,44 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         return {"loss": float(loss.detach())}
+
+    def estimate(self, probes: int = 3) -> dict:
+        """How long the rest of this run would take here: each remaining phase timed over `probes` steps.
+
+        One untimed step per phase first (allocation, thread start), then the median of `probes` timed
+        steps, times the steps left in that phase. The trainer is restored afterwards (weights, Adam
+        state, random generator, step), so estimating changes nothing about the run.
+        """
+        saved = (copy.deepcopy(self.pair.coarse.state_dict()), copy.deepcopy(self.pair.fine.state_dict()),
+                 copy.deepcopy(self.optimizer.state_dict()), self.generator.get_state(), self.step)
+        left = {"warmstart": max(0, self.cfg.warmstart_steps - self.step),
+                "photometric": self.total_steps - max(self.step, self.cfg.warmstart_steps)}
+        steps = {"warmstart": self.warmstart_step, "photometric": self.photometric_step}
+        per_step: dict[str, float] = {}
+        try:
+            for phase, n in left.items():
+                if n <= 0:
+                    continue
+                self.step = max(self.step, self.cfg.warmstart_steps) if phase == "photometric" else self.step
+                self._set_lr()
+                steps[phase]()
+                times = []
+                for _ in range(probes):
+                    t0 = time.perf_counter()
+                    steps[phase]()
+                    times.append(time.perf_counter() - t0)
+                per_step[phase] = sorted(times)[len(times) // 2]
+        finally:
+            coarse, fine, opt, rng, step = saved
+            self.pair.coarse.load_state_dict(coarse)
+            self.pair.fine.load_state_dict(fine)
+            self.optimizer.load_state_dict(opt)
+            self.generator.set_state(rng)
+            self.step = step
+        seconds = sum(per_step[ph] * left[ph] for ph in per_step)
+        return {"steps_left": left, "per_step_s": {k: round(v, 3) for k, v in per_step.items()},
+                "seconds": round(seconds, 1), "device": self.device.type, "bf16": self.cfg.bf16,
+                "threads": torch.get_num_threads()}
 
     def model_state(self) -> dict:
         """The checkpoint proper: weights, config and training record (nerf-pytorch keys, ~4.8 MB)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -183,3 +185,30 @@ def test_cuda_render_matches_cpu(tiny_scene):
     assert on_gpu["rgb"].device.type == "cpu"
     assert torch.allclose(on_cpu["rgb"], on_gpu["rgb"], atol=1e-4)
     assert torch.allclose(on_cpu["depth"], on_gpu["depth"], atol=1e-3)
+
+
+def test_estimate_times_each_phase_and_leaves_the_run_as_it_was(tiny_scene):
+    scene, analytic = tiny_scene
+    tr = Trainer(scene, _cfg(steps=6, warmstart_steps=4, warmstart_points=256), TINY, analytic=analytic)
+    tr.warmstart_step()
+    tr.step = 1
+    before = {k: v.clone() for k, v in tr.pair.fine.state_dict().items()}
+    rng = tr.generator.get_state()
+    est = tr.estimate(probes=2)
+    assert est["steps_left"] == {"warmstart": 3, "photometric": 6}
+    assert set(est["per_step_s"]) == {"warmstart", "photometric"} and all(s > 0 for s in est["per_step_s"].values())
+    assert est["seconds"] == pytest.approx(sum(est["per_step_s"][p] * n for p, n in est["steps_left"].items()), abs=0.1)
+    assert tr.step == 1 and torch.equal(tr.generator.get_state(), rng)
+    assert all(torch.equal(before[k], v) for k, v in tr.pair.fine.state_dict().items())
+    tr.step = 10
+    assert tr.estimate(probes=1)["steps_left"] == {"warmstart": 0, "photometric": 0}
+
+
+def test_cli_estimate_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--scene", "object", "--out", str(out), "--steps", "5", "--batch-rays", "16",
+                 "--n-coarse", "4", "--n-fine", "4", "--no-bf16", "--scale", "0.1", "--estimate"]) == 0
+    captured = capsys.readouterr()
+    assert "5 photometric steps x" in captured.err
+    assert json.loads(captured.out)["steps_left"]["photometric"] == 5
+    assert not out.exists()
