@@ -93,6 +93,29 @@ def _add_train(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
+def _check_train_args(args) -> None:
+    """One-line errors for settings the trainer cannot run with (before any scene is built)."""
+    checks = [
+        (args.steps >= 0, f"--steps {args.steps}: must be >= 0"),
+        (args.warmstart_steps >= 0, f"--warmstart-steps {args.warmstart_steps}: must be >= 0"),
+        (args.steps + args.warmstart_steps > 0, "--steps 0 with no warm start: nothing to train"),
+        (args.warmstart_points >= 1, f"--warmstart-points {args.warmstart_points}: must be at least 1"),
+        (args.batch_rays >= 1, f"--batch-rays {args.batch_rays}: must be at least 1"),
+        (args.n_fine >= 0 and args.n_coarse >= (3 if args.n_fine > 0 else 2),
+         f"--n-coarse {args.n_coarse} / --n-fine {args.n_fine}: need n_fine >= 0 and n_coarse >= 2 "
+         "(>= 3 with fine samples)"),
+        (args.lr > 0 and args.lr_final > 0, f"--lr {args.lr:g} / --lr-final {args.lr_final:g}: must be > 0"),
+        (args.precrop_steps >= 0, f"--precrop-steps {args.precrop_steps}: must be >= 0"),
+        (0.0 < args.precrop_frac <= 1.0, f"--precrop-frac {args.precrop_frac:g}: must be in (0, 1]"),
+        (0.0 < args.scale <= 1.0, f"--scale {args.scale:g}: must be in (0, 1]"),
+        (args.checkpoint_every > 0, f"--checkpoint-every {args.checkpoint_every:g}: must be > 0 seconds"),
+        (args.threads is None or args.threads >= 1, f"--threads {args.threads}: must be at least 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise NerfEvalError(message)
+
+
 def cmd_train(args) -> int:
     import torch
 
@@ -100,6 +123,7 @@ def cmd_train(args) -> int:
     from nerf_eval.scenes.procedural import BUILTIN_SCENES, make_scene
     from nerf_eval.train import TrainConfig, Trainer, write_history
 
+    _check_train_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = _device(args.device)

@@ -92,7 +92,7 @@ class Trainer:
 
     def _precrop_indices(self, n_views: int) -> torch.Tensor:
         h, w = self.scene.height, self.scene.width
-        dh, dw = int(h // 2 * self.cfg.precrop_frac), int(w // 2 * self.cfg.precrop_frac)
+        dh, dw = max(1, int(h // 2 * self.cfg.precrop_frac)), max(1, int(w // 2 * self.cfg.precrop_frac))
         rows = torch.arange(h // 2 - dh, h // 2 + dh)
         cols = torch.arange(w // 2 - dw, w // 2 + dw)
         pix = (rows[:, None] * w + cols[None, :]).reshape(-1)

@@ -212,3 +212,30 @@ def test_cli_estimate_writes_nothing(tmp_path, capsys):
     assert "5 photometric steps x" in captured.err
     assert json.loads(captured.out)["steps_left"]["photometric"] == 5
     assert not out.exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--steps", "-1"], "--steps -1: must be >= 0"),
+    (["--steps", "0"], "nothing to train"),
+    (["--batch-rays", "0"], "--batch-rays 0: must be at least 1"),
+    (["--n-coarse", "2", "--n-fine", "8"], "need n_fine >= 0 and n_coarse >= 2"),
+    (["--lr-final", "0"], "must be > 0"),
+    (["--precrop-frac", "1.5"], "--precrop-frac 1.5: must be in (0, 1]"),
+    (["--scale", "2"], "--scale 2: must be in (0, 1]"),
+    (["--warmstart-steps", "3", "--warmstart-points", "0"], "--warmstart-points 0: must be at least 1"),
+    (["--checkpoint-every", "0"], "--checkpoint-every 0: must be > 0 seconds"),
+    (["--threads", "0"], "--threads 0: must be at least 1"),
+])
+def test_cli_refuses_settings_it_cannot_train_with(tmp_path, capsys, flags, message):
+    out = tmp_path / "run"
+    assert main(["train", "--scene", "object", "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_tiny_precrop_keeps_at_least_the_centre_pixels(tiny_scene):
+    scene, _ = tiny_scene
+    tr = Trainer(scene, _cfg(precrop_frac=0.01), TINY)
+    assert len(tr._crop_idx) == 4 * len(scene.split("train"))
+    tr.photometric_step()
