@@ -45,6 +45,24 @@ def _device(name: str, flag: str = "--device"):
     return device
 
 
+_RANGES = {
+    "count": (lambda v: v >= 1, "must be at least 1"),
+    "nonnegative": (lambda v: v >= 0, "must be >= 0"),
+    "positive": (lambda v: v > 0, "must be > 0"),
+    "fraction": (lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),
+}
+
+
+def _require(args, **ranges: str) -> None:
+    """One-line errors for numeric options out of range, e.g. `_require(args, scale="fraction", repeats="count")`;
+    an option left at None is not checked."""
+    for dest, kind in ranges.items():
+        value = getattr(args, dest)
+        ok, rule = _RANGES[kind]
+        if value is not None and not ok(value):
+            raise NerfEvalError(f"--{dest.replace('_', '-')} {value:g}: {rule}")
+
+
 def cmd_scene(args) -> int:
     from nerf_eval.scenes.blender import write_blender
     from nerf_eval.scenes.procedural import BUILTIN_SCENES, make_scene
@@ -95,25 +113,14 @@ def _add_train(sub) -> None:
 
 def _check_train_args(args) -> None:
     """One-line errors for settings the trainer cannot run with (before any scene is built)."""
-    checks = [
-        (args.steps >= 0, f"--steps {args.steps}: must be >= 0"),
-        (args.warmstart_steps >= 0, f"--warmstart-steps {args.warmstart_steps}: must be >= 0"),
-        (args.steps + args.warmstart_steps > 0, "--steps 0 with no warm start: nothing to train"),
-        (args.warmstart_points >= 1, f"--warmstart-points {args.warmstart_points}: must be at least 1"),
-        (args.batch_rays >= 1, f"--batch-rays {args.batch_rays}: must be at least 1"),
-        (args.n_fine >= 0 and args.n_coarse >= (3 if args.n_fine > 0 else 2),
-         f"--n-coarse {args.n_coarse} / --n-fine {args.n_fine}: need n_fine >= 0 and n_coarse >= 2 "
-         "(>= 3 with fine samples)"),
-        (args.lr > 0 and args.lr_final > 0, f"--lr {args.lr:g} / --lr-final {args.lr_final:g}: must be > 0"),
-        (args.precrop_steps >= 0, f"--precrop-steps {args.precrop_steps}: must be >= 0"),
-        (0.0 < args.precrop_frac <= 1.0, f"--precrop-frac {args.precrop_frac:g}: must be in (0, 1]"),
-        (0.0 < args.scale <= 1.0, f"--scale {args.scale:g}: must be in (0, 1]"),
-        (args.checkpoint_every > 0, f"--checkpoint-every {args.checkpoint_every:g}: must be > 0 seconds"),
-        (args.threads is None or args.threads >= 1, f"--threads {args.threads}: must be at least 1"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise NerfEvalError(message)
+    _require(args, steps="nonnegative", warmstart_steps="nonnegative", warmstart_points="count", batch_rays="count",
+             lr="positive", lr_final="positive", precrop_steps="nonnegative", precrop_frac="fraction",
+             scale="fraction", checkpoint_every="positive", threads="count")
+    if args.steps + args.warmstart_steps == 0:
+        raise NerfEvalError("--steps 0 with no warm start: nothing to train")
+    if args.n_fine < 0 or args.n_coarse < (3 if args.n_fine > 0 else 2):
+        raise NerfEvalError(f"--n-coarse {args.n_coarse} / --n-fine {args.n_fine}: need n_fine >= 0 and "
+                            "n_coarse >= 2 (>= 3 with fine samples)")
 
 
 def cmd_train(args) -> int:
@@ -353,6 +360,7 @@ def cmd_compress(args) -> int:
     from nerf_eval.compress.saved import save_compressed
     from nerf_eval.scenes import load_scene
 
+    _require(args, calibration_rays="count", finetune_steps="nonnegative")
     if args.out.exists() and not args.force:
         raise NerfEvalError(f"{args.out}: file exists; refusing to overwrite it (use --force)")
     compressor = get_compressor(args.compressor)
@@ -399,13 +407,12 @@ def cmd_render(args) -> int:
     from nerf_eval.evaluate import render_view
     from nerf_eval.scenes import load_scene
 
+    _require(args, frames="count", scale="fraction", fps="positive")
     gif = args.out.suffix.lower() == ".gif"
     if gif and args.out.exists() and not args.force:
         raise NerfEvalError(f"{args.out}: file exists; refusing to overwrite it (use --force)")
     if not gif:
         _check_out_dir(args.out, args.force)
-    if args.frames < 1:
-        raise NerfEvalError(f"--frames {args.frames}: need at least one frame")
     pair = load_any(args.checkpoint)
     scene = load_scene(args.scene).rescaled(args.scale)
     path = camera_path(scene, args.frames)
@@ -526,12 +533,11 @@ def cmd_report(args) -> int:
     from nerf_eval.report import refuse_to_replace, write_report
     from nerf_eval.scenes import load_scene
 
+    _require(args, scale="fraction", calibration_rays="count", latency_rays="count", repeats="count",
+             finetune_steps="nonnegative", finetune_rays="count")
     extending_in_place = args.extend is not None and args.out.resolve() == args.extend.resolve()
     refuse_to_replace(args.out, args.force or extending_in_place)
     names = REGISTRY.select([n.strip() for n in args.compressors.split(",") if n.strip()])
-    if args.finetune_steps < 0 or args.finetune_rays < 1:
-        raise NerfEvalError(f"--finetune-steps must be >= 0 and --finetune-rays >= 1, got {args.finetune_steps} "
-                            f"and {args.finetune_rays}")
     pair = load_checkpoint(args.checkpoint)
     full_scene = load_scene(args.scene)
     scene = full_scene.rescaled(args.scale)
@@ -613,6 +619,8 @@ def cmd_autocompress(args) -> int:
     from nerf_eval.report import atomic_directory, refuse_to_replace
     from nerf_eval.scenes import load_scene
 
+    _require(args, max_drop="nonnegative", budget_minutes="positive", scale="fraction", calibration_views="count",
+             confirm_views="count", calibration_rays="count", latency_rays="count")
     out = args.out
     refuse_to_replace(out, args.force)
     try:

@@ -102,6 +102,29 @@ def test_report_refuses_bad_finetune_rays(tiny, capsys):
     assert not (root / "r").exists()
 
 
+@pytest.mark.parametrize("command, flags, message", [
+    ("compress", ["--compressor", "int8-ptq-both", "--calibration-rays", "0"], "--calibration-rays 0: must be at least 1"),
+    ("compress", ["--compressor", "prune-activation:0.3", "--finetune-steps", "-3"], "--finetune-steps -3: must be >= 0"),
+    ("render", ["--scale", "2"], "--scale 2: must be in (0, 1]"),
+    ("render", ["--fps", "0"], "--fps 0: must be > 0"),
+    ("render", ["--frames", "0"], "--frames 0: must be at least 1"),
+    ("report", ["--repeats", "0"], "--repeats 0: must be at least 1"),
+    ("report", ["--latency-rays", "0"], "--latency-rays 0: must be at least 1"),
+    ("report", ["--calibration-rays", "-1"], "--calibration-rays -1: must be at least 1"),
+    ("report", ["--scale", "0"], "--scale 0: must be in (0, 1]"),
+    ("autocompress", ["--budget-minutes", "0"], "--budget-minutes 0: must be > 0"),
+    ("autocompress", ["--confirm-views", "0"], "--confirm-views 0: must be at least 1"),
+    ("autocompress", ["--scale", "1.5"], "--scale 1.5: must be in (0, 1]"),
+])
+def test_numeric_options_out_of_range_are_one_line(tiny, capsys, command, flags, message):
+    root, ckpt, scene = tiny
+    out = root / f"out-{command}.gif" if command == "render" else root / f"out-{command}"
+    assert main([command, "--checkpoint", str(ckpt), "--scene", str(scene), "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
 def test_compress_prunes_and_finetunes(tiny, capsys):
     root, ckpt, scene = tiny
     out = root / "pruned.pt"

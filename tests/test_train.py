@@ -223,7 +223,7 @@ def test_cli_estimate_writes_nothing(tmp_path, capsys):
     (["--precrop-frac", "1.5"], "--precrop-frac 1.5: must be in (0, 1]"),
     (["--scale", "2"], "--scale 2: must be in (0, 1]"),
     (["--warmstart-steps", "3", "--warmstart-points", "0"], "--warmstart-points 0: must be at least 1"),
-    (["--checkpoint-every", "0"], "--checkpoint-every 0: must be > 0 seconds"),
+    (["--checkpoint-every", "0"], "--checkpoint-every 0: must be > 0"),
     (["--threads", "0"], "--threads 0: must be at least 1"),
 ])
 def test_cli_refuses_settings_it_cannot_train_with(tmp_path, capsys, flags, message):
