@@ -31,7 +31,7 @@ from nerf_eval.checkpoint import atomic_save, build_network, load_torch_file, re
 from nerf_eval.encoding import positional_encoding
 from nerf_eval.errors import CheckpointError
 from nerf_eval.model import ModelPair, NeRFConfig
-from nerf_eval.render import Rays, RenderSettings, render_rays
+from nerf_eval.render import RenderSettings, render_rays
 from nerf_eval.scenes.scene import Scene
 
 STATE_FILE = "train_state.pt"

@@ -8,7 +8,7 @@ import torch
 from nerf_eval.compress import get_compressor
 from nerf_eval.compress.base import FunctionCompressor, Registry
 from nerf_eval.compress.cast import CastNetwork
-from nerf_eval.compress.pipeline import Pipeline, build_pipeline, combined_gates
+from nerf_eval.compress.pipeline import Pipeline, combined_gates
 from nerf_eval.errors import CompressorError
 from nerf_eval.model import ModelPair, NeRF, NeRFConfig
 from nerf_eval.render import Rays
