@@ -176,7 +176,8 @@ class Trainer:
             for phase, n in left.items():
                 if n <= 0:
                     continue
-                self.step = max(self.step, self.cfg.warmstart_steps) if phase == "photometric" else self.step
+                if phase == "photometric":
+                    self.step = max(self.step, self.cfg.warmstart_steps)
                 self._set_lr()
                 steps[phase]()
                 times = []
