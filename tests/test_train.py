@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import platform
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -239,3 +242,10 @@ def test_tiny_precrop_keeps_at_least_the_centre_pixels(tiny_scene):
     tr = Trainer(scene, _cfg(precrop_frac=0.01), TINY)
     assert len(tr._crop_idx) == 4 * len(scene.split("train"))
     tr.photometric_step()
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_keep_freed_memory_takes_effect_on_glibc():
+    code = "from nerf_eval.memory import keep_freed_memory as k; print(k(), k())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "True"]

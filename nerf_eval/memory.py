@@ -1,0 +1,31 @@
+"""Keeping freed tensor memory inside the process, so that training does not fault it back in every step.
+
+glibc serves allocations of 32 MiB and more with a fresh mmap() and hands them back to the kernel when
+they are freed. The activations of one training batch are that large (1024 rays x 64 fine samples x 256
+features x 4 bytes = 64 MiB per layer), so every step gets new pages from the kernel and pays a page fault
+and a zero-fill on the first touch of each 4 KiB, in the bias copy of every Linear and the output of
+every ReLU. Serving them from the heap instead, and not trimming the heap, lets the next step reuse the
+same pages. Measured on a 2-core AVX2 EPYC, one step of the training recipe (1024 rays, 32 + 32
+samples, fp32) went from 5.5 to 3.7 s; the arithmetic is unchanged.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import platform
+
+M_TRIM_THRESHOLD = -1  # glibc mallopt parameters (malloc.h)
+M_MMAP_MAX = -4
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc serve large allocations from the heap and keep what is freed (process-wide, idempotent).
+
+    Returns False, changing nothing, where the C library is not glibc. The price is that the process
+    keeps its peak memory until it exits, which suits a training run.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
