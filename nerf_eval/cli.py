@@ -126,13 +126,11 @@ def _check_train_args(args) -> None:
 def cmd_train(args) -> int:
     import torch
 
-    from nerf_eval.memory import keep_freed_memory
     from nerf_eval.scenes import load_scene
     from nerf_eval.scenes.procedural import BUILTIN_SCENES, make_scene
     from nerf_eval.train import TrainConfig, Trainer, write_history
 
     _check_train_args(args)
-    keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = _device(args.device)
@@ -696,8 +694,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from nerf_eval.memory import keep_freed_memory
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()
     try:
         return int(args.func(args) or 0)
     except NerfEvalError as e:
