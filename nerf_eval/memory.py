@@ -8,8 +8,8 @@ touch of each 4 KiB, in the bias copy of every Linear and the output of every Re
 heap instead, and not trimming the heap, lets the next step reuse the same pages; the arithmetic is
 unchanged. Measured on a 2-core AVX2 EPYC: a training step of the recipe (1024 rays, 32 + 32 samples,
 fp32) took 5.3-5.8 s before and 3.5-4.8 s after (four pairs of runs); a 50x50 view at 64 + 128 samples
-10.5-11.9 s before and 6.3-8.5 s after. The `nerf-eval` command line sets it for every subcommand, so
-fp32 and compressed models are timed on an equal footing: compressed models, whose activations are
+10.5-11.9 s before and 6.3-8.5 s after. The `nerf-eval` command line sets it for every subcommand, and
+the pytest plugin when a session first measures a NeRF, so fp32 and compressed models are timed alike: compressed models, whose activations are
 smaller, paid less of this cost, which made their speed-ups over fp32 look larger than they are.
 """
 
@@ -27,7 +27,7 @@ def keep_freed_memory() -> bool:
     """Make glibc serve large allocations from the heap and keep what is freed (process-wide, idempotent).
 
     Returns False, changing nothing, where the C library is not glibc. The price is that the process
-    keeps its peak memory until it exits, which suits a training run.
+    keeps its peak memory until it exits, which suits a training run or a benchmark session.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
