@@ -111,6 +111,13 @@ def _add_train(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
+def _check_samples(args) -> None:
+    """--n-coarse / --n-fine as the sampler needs them (train and evaluate)."""
+    if args.n_fine < 0 or args.n_coarse < (3 if args.n_fine > 0 else 2):
+        raise NerfEvalError(f"--n-coarse {args.n_coarse} / --n-fine {args.n_fine}: need n_fine >= 0 and "
+                            "n_coarse >= 2 (>= 3 with fine samples)")
+
+
 def _check_train_args(args) -> None:
     """One-line errors for settings the trainer cannot run with (before any scene is built)."""
     _require(args, steps="nonnegative", warmstart_steps="nonnegative", warmstart_points="count", batch_rays="count",
@@ -118,9 +125,7 @@ def _check_train_args(args) -> None:
              scale="fraction", checkpoint_every="positive", threads="count")
     if args.steps + args.warmstart_steps == 0:
         raise NerfEvalError("--steps 0 with no warm start: nothing to train")
-    if args.n_fine < 0 or args.n_coarse < (3 if args.n_fine > 0 else 2):
-        raise NerfEvalError(f"--n-coarse {args.n_coarse} / --n-fine {args.n_fine}: need n_fine >= 0 and "
-                            "n_coarse >= 2 (>= 3 with fine samples)")
+    _check_samples(args)
 
 
 def cmd_train(args) -> int:
@@ -135,10 +140,9 @@ def cmd_train(args) -> int:
         torch.set_num_threads(args.threads)
     device = _device(args.device)
     ckpt = args.out / "checkpoint.pt"
-    if not args.resume:
-        if not args.estimate:
-            _check_out_dir(args.out, args.force)
-    elif not ckpt.exists():
+    if not args.resume and not args.estimate:
+        _check_out_dir(args.out, args.force)
+    if args.resume and not ckpt.exists():
         raise NerfEvalError(f"{ckpt}: nothing to resume (no checkpoint); drop --resume to start a run")
     analytic = None
     if args.scene in BUILTIN_SCENES:
@@ -221,13 +225,8 @@ def _parse_views(text: str | None) -> list[int] | None:
 
 
 def _check_evaluate_args(args) -> None:
-    if not 0.0 < args.scale <= 1.0:
-        raise NerfEvalError(f"--scale {args.scale:g}: must be in (0, 1]")
-    if args.n_fine < 0 or args.n_coarse < (3 if args.n_fine > 0 else 2):
-        raise NerfEvalError(f"--n-coarse {args.n_coarse} / --n-fine {args.n_fine}: need n_fine >= 0 and "
-                            "n_coarse >= 2 (>= 3 with fine samples)")
-    if args.chunk < 1:
-        raise NerfEvalError(f"--chunk {args.chunk}: must be at least 1")
+    _require(args, scale="fraction", chunk="count")
+    _check_samples(args)
     if args.json is not None:
         if args.json.is_dir():
             raise NerfEvalError(f"{args.json}: is a directory; --json needs a file name")
