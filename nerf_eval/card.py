@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 from pathlib import Path
 
 import torch
 
 from nerf_eval.checkpoint import file_hash, load_checkpoint
 from nerf_eval.evaluate import evaluate
+from nerf_eval.hardware import cpu_name
 from nerf_eval.model import count_parameters
 from nerf_eval.render import RenderSettings
 from nerf_eval.scenes import load_scene
@@ -72,7 +72,7 @@ def build_card(checkpoint: str | Path, scene_spec: str, command: str, views: lis
         "config": pair.config.to_dict(),
         "test": {"views": idx, "samples": "64+128", "mean": ev.mean, "per_view": ev.per_view},
         "quick_check": quick_check(checkpoint, scene_spec),
-        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        "machine": f"{cpu_name()}, torch {torch.__version__}, "
                    f"{torch.get_num_threads()} threads",
     }
 

@@ -12,8 +12,10 @@ Both checks are measurements, not lookups of CPU flags, made once per process in
 
 from __future__ import annotations
 
+import platform
 import time
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 
@@ -62,6 +64,18 @@ def int8_saturates() -> bool:
         w = torch.quantize_per_tensor(torch.ones(8, width), 1.0 / 127, 0, torch.qint8)  # every code 127
         y = torch.ops.quantized.linear(x, torch.ops.quantized.linear_prepack(w, None), 1.0, 0)
         return bool((y.dequantize() - width).abs().max() > 1.0)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what `platform` knows; for records of where a
+    figure was measured."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and ":" in line:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def native_bf16(device: torch.device | str = "cpu") -> bool:

@@ -65,3 +65,13 @@ def test_static_int8_uses_seven_bit_activations_where_int8_saturates(monkeypatch
         monkeypatch.setattr(quantize, "int8_saturates", lambda v=verdict: v)
         net = quantize.static_int8_network(pair.coarse, inputs)
         assert net.meta[quantize.STATIC_INT8_META]["reduce_range"] is verdict
+
+
+def test_cpu_name_reads_the_model_name_and_falls_back_to_platform(monkeypatch, tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R14 96-Core Processor\n")
+    monkeypatch.setattr(hw, "Path", lambda _: info)
+    assert hw.cpu_name() == "AMD EPYC 9R14 96-Core Processor"
+    monkeypatch.setattr(hw, "Path", lambda _: tmp_path / "missing")
+    monkeypatch.setattr(hw.platform, "processor", lambda: "")
+    assert hw.cpu_name() == hw.platform.machine()
