@@ -9,8 +9,9 @@ heap instead, and not trimming the heap, lets the next step reuse the same pages
 unchanged. Measured on a 2-core AVX2 EPYC: a training step of the recipe (1024 rays, 32 + 32 samples,
 fp32) took 5.3-5.8 s before and 3.5-4.8 s after (four pairs of runs); a 50x50 view at 64 + 128 samples
 10.5-11.9 s before and 6.3-8.5 s after. The `nerf-eval` command line sets it for every subcommand, and
-the pytest plugin when a session first measures a NeRF, so fp32 and compressed models are timed alike: compressed models, whose activations are
-smaller, paid less of this cost, which made their speed-ups over fp32 look larger than they are.
+the pytest plugin when a session first measures a NeRF, so fp32 and compressed models are timed alike:
+compressed models, whose activations are smaller, paid less of this cost, which made their speed-ups
+over fp32 look larger than they are.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 # Train several candidate recipes from step 0 in parallel, evaluate each on the 10 test views at 64+128.
 # usage: DEV=cuda BF=--bf16 OUTDIR=out bash reports/object-recipe-search/sweep.sh "WARMSTART:PHOTOMETRIC[:EXTRA TRAIN OPTIONS]" ...
 # Each plan trains in /tmp/plan_TAG (overwritten); OUTDIR gets plans.txt and results.tgz (eval JSON, log tails).
-DEV=${DEV:-cuda}; OUTDIR=${OUTDIR:-/tmp/plans}; EXTRA=${EXTRA:-}
+# Optional: PY (python), TAG (plan-name prefix), EVX (extra evaluate options, e.g. "--views 0 --scale 0.5").
+DEV=${DEV:-cuda}; OUTDIR=${OUTDIR:-/tmp/plans}
 PY=${PY:-python3}
 mkdir -p $OUTDIR
 i=0
@@ -15,7 +16,6 @@ for plan in "$@"; do
       --checkpoint-every 100000 --device $DEV $BF $opts > $OUTDIR/train_$tag.log 2>&1
     $PY -m nerf_eval.cli evaluate --checkpoint $d/checkpoint.pt --scene object --device $DEV --no-flip \
       --json $OUTDIR/eval_$tag.json $EVX > $OUTDIR/eval_$tag.log 2>&1
-    python3 -c "import json;print(json.dumps(json.load(open('$OUTDIR/eval_$tag.json'))['mean']))" >> $OUTDIR/tail_$tag.txt
     tail -c 300 $d/train_log.jsonl > $OUTDIR/tail_$tag.txt ) &
 done
 wait
