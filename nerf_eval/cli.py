@@ -13,6 +13,10 @@ from pathlib import Path
 
 from nerf_eval.errors import NerfEvalError
 
+SCENE_HELP = ("built-in name, Blender/LLFF directory or .npz, optionally with loader settings after a colon, "
+              "e.g. DIR:factor=4,llffhold=8,ndc=false (LLFF: factor, llffhold, ndc, recenter, bd_factor; "
+              "Blender: white_bkgd, half_res, near, far; .npz: near, far, white_bkgd; built-in: seed, size)")
+
 
 def _add_scene(sub) -> None:
     p = sub.add_parser("scene", help="write a built-in procedural scene in the Blender layout (with depth)")
@@ -81,7 +85,7 @@ def _add_train(sub) -> None:
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train a coarse+fine NeRF (resumable; Ctrl-C saves a checkpoint)")
-    p.add_argument("--scene", required=True, help="built-in name, Blender/LLFF directory or .npz")
+    p.add_argument("--scene", required=True, help=SCENE_HELP)
     p.add_argument("--out", required=True, type=Path, help="run directory (checkpoint.pt, train_log.jsonl)")
     p.add_argument("--steps", type=int, default=d.steps, help="photometric steps")
     p.add_argument("--warmstart-steps", type=int, default=d.warmstart_steps,
@@ -131,8 +135,7 @@ def _check_train_args(args) -> None:
 def cmd_train(args) -> int:
     import torch
 
-    from nerf_eval.scenes import load_scene
-    from nerf_eval.scenes.procedural import BUILTIN_SCENES, make_scene
+    from nerf_eval.scenes import make_scene, parse_scene_spec
     from nerf_eval.train import TrainConfig, Trainer, write_history
 
     _check_train_args(args)
@@ -145,12 +148,13 @@ def cmd_train(args) -> int:
     if args.resume and not ckpt.exists():
         raise NerfEvalError(f"{ckpt}: nothing to resume (no checkpoint); drop --resume to start a run")
     analytic = None
-    if args.scene in BUILTIN_SCENES:
-        scene, analytic = make_scene(args.scene)
+    spec = parse_scene_spec(args.scene)
+    if spec.kind == "builtin":
+        scene, analytic = make_scene(spec.target, **spec.options)
     else:
         if args.warmstart_steps:
             raise NerfEvalError(f"{args.scene}: --warmstart-steps needs a built-in analytic scene")
-        scene = load_scene(args.scene)
+        scene = spec.load()
     scene = scene.rescaled(args.scale)
     if args.bf16 is None:
         from nerf_eval.hardware import native_bf16, slow_dtype_note
@@ -195,7 +199,7 @@ def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="render views of a scene with a checkpoint and measure them")
     p.add_argument("--checkpoint", required=True, type=Path,
                    help="float checkpoint (.pt or nerf-pytorch .tar) or a compressed model from `compress`")
-    p.add_argument("--scene", required=True, help="built-in name, Blender/LLFF directory or .npz")
+    p.add_argument("--scene", required=True, help=SCENE_HELP)
     p.add_argument("--split", default="test", help="train, val, test or all (default: test)")
     p.add_argument("--views", default=None, help="positions within the split, e.g. 0,8,16 (default: all)")
     p.add_argument("--scale", type=float, default=1.0, help="resolution scale of the scene, in (0, 1]")
@@ -671,13 +675,17 @@ def _add_card(sub) -> None:
     p.add_argument("--scene", required=True)
     p.add_argument("--command", required=True, dest="train_command", help="the training command, for the record")
     p.add_argument("--views", default=None, help="test-split positions (default: all)")
+    p.add_argument("--scale", type=float, default=1.0, help="resolution scale of the test views measured, in (0, 1]")
+    p.add_argument("--notes", default="", help="known limitations and how the recipe was chosen, for the card")
     p.set_defaults(func=cmd_card)
 
 
 def cmd_card(args) -> int:
     from nerf_eval.card import build_card, card_markdown, write_card
 
-    card = build_card(args.run_dir / "checkpoint.pt", args.scene, args.train_command, _parse_views(args.views))
+    _require(args, scale="fraction")
+    card = build_card(args.run_dir / "checkpoint.pt", args.scene, args.train_command, _parse_views(args.views),
+                      scale=args.scale, notes=args.notes)
     write_card(card, args.run_dir)
     print(card_markdown(card))
     return 0

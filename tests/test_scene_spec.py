@@ -1,0 +1,61 @@
+"""Scene spec strings: loader settings after a colon reach every loader, typed once, with one-line errors."""
+
+import pytest
+
+from nerf_eval.errors import SceneError
+from nerf_eval.scenes import load_scene, parse_scene_spec
+from test_loaders import forward_poses, write_llff, write_rgba_blender
+
+
+def test_llff_settings_are_typed_from_the_loader_signature(tmp_path):
+    write_llff(tmp_path, forward_poses(6), size=16)
+    spec = parse_scene_spec(f"{tmp_path}:factor=2,ndc=false,llffhold=3,bd_factor=none")
+    assert spec.kind == "llff" and spec.target == str(tmp_path)
+    assert spec.options == {"factor": 2, "ndc": False, "llffhold": 3, "bd_factor": None}
+    scene = spec.load()
+    assert (scene.width, scene.height) == (8, 8) and not scene.ndc
+    assert scene.split("test") == [0, 3]
+
+
+def test_the_spec_string_reaches_load_scene_like_keywords(tmp_path):
+    write_llff(tmp_path, forward_poses(4))
+    by_spec = load_scene(f"{tmp_path}:ndc=0")
+    by_kwarg = load_scene(tmp_path, ndc=False)
+    assert by_spec.near == by_kwarg.near and not by_spec.ndc
+
+
+def test_blender_and_builtin_settings(tmp_path):
+    write_rgba_blender(tmp_path)
+    assert not load_scene(f"{tmp_path}:white_bkgd=false").white_bkgd
+    scene = load_scene("object:size=20,seed=1")
+    assert (scene.width, scene.height) == (20, 20) and "seed=1" in scene.source
+
+
+def test_a_path_without_settings_keeps_its_colons(tmp_path):
+    odd = tmp_path / "a:b"
+    write_rgba_blender(odd)
+    assert parse_scene_spec(str(odd)).target == str(odd)
+
+
+@pytest.mark.parametrize("suffix, message", [
+    (":foo=1", "unknown llff scene setting 'foo'; known: bd_factor, factor, llffhold, ndc, recenter"),
+    (":factor=two", "scene setting factor='two' is not an int"),
+    (":ndc=maybe", "scene setting ndc='maybe' is not true/false"),
+    (":factor=2,factor=4", "scene setting 'factor' given twice"),
+])
+def test_bad_settings_are_one_line_errors(tmp_path, suffix, message):
+    write_llff(tmp_path, forward_poses(3))
+    with pytest.raises(SceneError) as err:
+        load_scene(f"{tmp_path}{suffix}")
+    assert str(err.value) == f"{tmp_path}{suffix}: {message}"
+
+
+def test_a_setting_given_twice_ways_is_refused(tmp_path):
+    write_llff(tmp_path, forward_poses(3))
+    with pytest.raises(SceneError, match="given in the spec and by the caller"):
+        load_scene(f"{tmp_path}:factor=1", factor=2)
+
+
+def test_unknown_scene_names_stay_one_line():
+    with pytest.raises(SceneError, match="nope: unknown scene"):
+        parse_scene_spec("nope")
