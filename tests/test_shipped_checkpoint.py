@@ -31,5 +31,5 @@ def test_shipped_checkpoint_matches_its_card(run_dir):
         if not (ROOT / scene).exists():
             pytest.skip(f"{run_dir.name}: scene data {scene} not found beside the repository")
         scene = str(ROOT / scene)
-    again = quick_check(ckpt, scene)
+    again = quick_check(ckpt, scene, scale=card["quick_check"]["scale"])
     assert abs(again["psnr"] - card["quick_check"]["psnr"]) <= 0.1
