@@ -691,11 +691,32 @@ def cmd_card(args) -> int:
     return 0
 
 
+def _add_history(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("history", help="PSNR, worst view, size and latency per compressor across the saved "
+                                       "pytest-benchmark runs of a storage: a table and a PNG trend plot")
+    p.add_argument("--storage", type=Path, default=Path(".benchmarks"),
+                   help="pytest-benchmark storage directory (default: .benchmarks)")
+    p.add_argument("--plot", type=Path, default=Path("history.png"), help="trend plot to write (default: history.png)")
+    p.set_defaults(func=cmd_history)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from nerf_eval.history import HistoryError, history_table, load_runs, plot_history
+
+    try:
+        runs = load_runs(args.storage)
+    except HistoryError as e:
+        raise NerfEvalError(str(e)) from None
+    print(history_table(runs))
+    print(f"plot: {plot_history(runs, args.plot)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nerf-eval", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_scene, _add_train, _add_evaluate, _add_compress, _add_autocompress, _add_render, _add_report,
-                _add_card):
+                _add_card, _add_history):
         add(sub)
     return parser
 
