@@ -7,15 +7,26 @@
   products are summed in int32; without it (AVX2) pairs of products are summed in int16 with saturation,
   so full-range activations (255) times large weights (127) clip. There, activations must use 7 bits.
 
-Both checks are measurements, not lookups of CPU flags, made once per process in well under a second.
+- torch has two int8 engines on x86: `x86` (fbgemm; VNNI at best) and `onednn` (which reaches AMX int8
+  tiles on Xeons that have them, 2-3x fbgemm there). Which is faster depends on the CPU, so the engine
+  used to pack int8 weights is the faster one measured here (`int8_engine`), among those whose
+  results are right.
+
+Every check is a measurement, not a lookup of CPU flags, made once per process in well under a second.
+`NERF_INT8_ENGINE=x86|onednn` pins the engine (for reproducing a figure measured with one).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
+import statistics
 import time
+import warnings
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -53,17 +64,95 @@ def is_slow_dtype(dtype: torch.dtype) -> bool:
     return dtype in HALF_DTYPES and matmul_speed_ratio(dtype) < SLOW_RATIO
 
 
-@lru_cache(maxsize=None)
-def int8_saturates() -> bool:
-    """True when this CPU's x86-engine int8 linear clips full-range uint8 x int8 sums (no VNNI)."""
-    from nerf_eval.compress.quantize import x86_engine  # quantize imports this module
+INT8_ENGINES = ("onednn", "x86")  # the candidates; on a tie (within 5%) the earlier one is kept
+ENGINE_ENV = "NERF_INT8_ENGINE"
 
-    with x86_engine():
+
+@contextlib.contextmanager
+def quantized_engine(name: str) -> Iterator[None]:
+    """Make `name` torch's quantized engine for the block: weights packed inside use its kernels."""
+    old = torch.backends.quantized.engine
+    torch.backends.quantized.engine = name
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = old
+
+
+def _saturates(engine: str) -> bool:
+    with quantized_engine(engine), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         width = 64
         x = torch.quantize_per_tensor(torch.ones(4, width), 1.0 / 255, 0, torch.quint8)  # every code 255
         w = torch.quantize_per_tensor(torch.ones(8, width), 1.0 / 127, 0, torch.qint8)  # every code 127
         y = torch.ops.quantized.linear(x, torch.ops.quantized.linear_prepack(w, None), 1.0, 0)
         return bool((y.dequantize() - width).abs().max() > 1.0)
+
+
+def _int8_chain_seconds(engines: list[str], rows: int = 4096, width: int = 256, depth: int = 4,
+                        rounds: int = 5) -> dict[str, float]:
+    """Median time of a chain of int8 Linear+ReLU layers at the MLP's width, per engine, timed interleaved
+    (engine A, B, A, B, ...) so that a change of load on the machine falls on both alike."""
+    gen = torch.Generator().manual_seed(0)
+    weights = [torch.quantize_per_channel(torch.randn(width, width, generator=gen) * 0.05, torch.full((width,), 0.002),
+                                          torch.zeros(width, dtype=torch.long), 0, torch.qint8) for _ in range(depth)]
+    x = torch.quantize_per_tensor(torch.rand(rows, width, generator=gen), 1.0 / 255, 0, torch.quint8)
+    packed = {}
+    for e in engines:
+        with quantized_engine(e):
+            packed[e] = [torch.ops.quantized.linear_prepack(w, None) for w in weights]
+
+    def run(e: str) -> float:
+        start = time.perf_counter()
+        y = x
+        for p in packed[e]:
+            y = torch.ops.quantized.linear_relu(y, p, 0.05, 0)
+        return time.perf_counter() - start
+
+    times: dict[str, list[float]] = {e: [] for e in engines}
+    with torch.inference_mode():
+        for e in engines:
+            run(e)
+        for r in range(rounds):
+            for e in engines[r % 2:] + engines[:r % 2]:
+                times[e].append(run(e))
+    return {e: statistics.median(t) for e, t in times.items()}
+
+
+@lru_cache(maxsize=None)
+def int8_engine_probe() -> dict:
+    """The int8 engine chosen for this process and why: {"engine", "reason", "seconds": {engine: s}}."""
+    supported = [e for e in INT8_ENGINES if e in torch.backends.quantized.supported_engines]
+    pinned = os.environ.get(ENGINE_ENV, "").strip()
+    if pinned:
+        if pinned not in supported:
+            from nerf_eval.errors import NerfEvalError
+
+            raise NerfEvalError(f"{ENGINE_ENV}={pinned}: not an int8 engine of this torch (has {supported})")
+        return {"engine": pinned, "reason": f"pinned by {ENGINE_ENV}", "seconds": {}}
+    if not supported:
+        return {"engine": torch.backends.quantized.engine, "reason": "torch's default (no x86 engine)", "seconds": {}}
+    if len(supported) == 1:
+        return {"engine": supported[0], "reason": "the only int8 engine here", "seconds": {}}
+    with warnings.catch_warnings():  # torch warns that quantized tensors are deprecated at each creation
+        warnings.simplefilter("ignore")
+        seconds = _int8_chain_seconds(supported)
+    best = min(supported, key=seconds.get)
+    if seconds[supported[0]] <= 1.05 * seconds[best]:
+        best = supported[0]
+    return {"engine": best, "reason": "fastest int8 Linear+ReLU chain at the MLP's width, measured here",
+            "seconds": {e: round(s, 6) for e, s in seconds.items()}}
+
+
+def int8_engine() -> str:
+    """The quantized engine static and dynamic int8 networks are packed with on this machine."""
+    return int8_engine_probe()["engine"]
+
+
+@lru_cache(maxsize=None)
+def int8_saturates(engine: str | None = None) -> bool:
+    """True when `engine`'s (default: this machine's) int8 linear clips full-range uint8 x int8 sums (no VNNI)."""
+    return _saturates(engine or int8_engine())
 
 
 def cpu_name() -> str:

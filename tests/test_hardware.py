@@ -7,6 +7,7 @@ import torch
 
 import nerf_eval.hardware as hw
 from nerf_eval.compress import get_compressor
+from nerf_eval.errors import NerfEvalError
 from nerf_eval.model import ModelPair, NeRFConfig
 
 TINY = NeRFConfig(depth=2, width=16, skips=(), multires=2, multires_views=1, view_width=8)
@@ -62,7 +63,7 @@ def test_static_int8_uses_seven_bit_activations_where_int8_saturates(monkeypatch
     pair = ModelPair.create(TINY)
     inputs = torch.randn(64, TINY.input_ch + TINY.input_ch_views)
     for verdict in (True, False):
-        monkeypatch.setattr(quantize, "int8_saturates", lambda v=verdict: v)
+        monkeypatch.setattr(quantize, "int8_saturates", lambda engine=None, v=verdict: v)
         net = quantize.static_int8_network(pair.coarse, inputs)
         assert net.meta[quantize.STATIC_INT8_META]["reduce_range"] is verdict
 
@@ -75,3 +76,36 @@ def test_cpu_name_reads_the_model_name_and_falls_back_to_platform(monkeypatch, t
     monkeypatch.setattr(hw, "Path", lambda _: tmp_path / "missing")
     monkeypatch.setattr(hw.platform, "processor", lambda: "")
     assert hw.cpu_name() == hw.platform.machine()
+
+
+def test_int8_engine_is_measured_among_the_supported_ones_or_pinned(monkeypatch):
+    probe = hw.int8_engine_probe()
+    assert probe["engine"] in torch.backends.quantized.supported_engines
+    if len(probe["seconds"]) > 1:  # measured: the choice is the fastest, or the preferred one within 5%
+        best = min(probe["seconds"], key=probe["seconds"].get)
+        assert probe["seconds"][probe["engine"]] <= 1.05 * probe["seconds"][best]
+    hw.int8_engine_probe.cache_clear()
+    monkeypatch.setenv(hw.ENGINE_ENV, "x86")
+    try:
+        assert hw.int8_engine() == "x86" and "pinned" in hw.int8_engine_probe()["reason"]
+        hw.int8_engine_probe.cache_clear()
+        monkeypatch.setenv(hw.ENGINE_ENV, "qnnpack-typo")
+        with pytest.raises(NerfEvalError, match="NERF_INT8_ENGINE=qnnpack-typo: not an int8 engine"):
+            hw.int8_engine_probe()
+    finally:
+        hw.int8_engine_probe.cache_clear()
+
+
+@pytest.mark.parametrize("engine", [e for e in hw.INT8_ENGINES if e in torch.backends.quantized.supported_engines])
+def test_static_int8_records_its_engine_and_both_engines_agree(engine):
+    from nerf_eval.compress.quantize import STATIC_INT8_META, static_int8_network
+
+    pair = ModelPair.create(TINY, seed=3)
+    inputs = torch.randn(512, TINY.input_ch + TINY.input_ch_views)
+    net = static_int8_network(pair.coarse, inputs, engine=engine, reduce_range=True)
+    assert net.meta[STATIC_INT8_META]["engine"] == engine
+    ref = static_int8_network(pair.coarse, inputs, engine="x86", reduce_range=True)
+    with torch.inference_mode():
+        out, want, fp32 = net(inputs), ref(inputs), pair.coarse(inputs)
+    # the same integer arithmetic on both engines, up to requantization rounding; far inside int8's own error
+    assert (out - want).abs().max() <= 0.05 * (want - fp32).abs().max() + 1e-6

@@ -1,10 +1,12 @@
-"""Integer quantization of the NeRF MLP: static int8 (real x86 kernels), dynamic int8, int8/int4 weight-only.
+"""Integer quantization of the NeRF MLP: static int8 (real int8 kernels), dynamic int8, int8/int4 weight-only.
 
 Only the MLP is quantized; the positional encoding, ray math and compositing stay fp32, and every
 quantized network still maps fp32 encoded inputs (N, C) to fp32 raw outputs (N, 4).
 
-- Static int8 (`int8-ptq-both|fine|coarse`) uses torch.ao's FX graph mode with the x86 engine: Linear+ReLU
-  pairs become fused int8 kernels (fbgemm, VNNI), activations stay int8 between layers, and FX shares
+- Static int8 (`int8-ptq-both|fine|coarse`) uses torch.ao's FX graph mode with the int8 engine measured
+  fastest on this CPU (`nerf_eval.hardware.int8_engine`: oneDNN, which uses AMX tiles where a Xeon has
+  them, or x86/fbgemm): Linear+ReLU
+  pairs become fused int8 kernels, activations stay int8 between layers, and FX shares
   the quantization parameters of both inputs of the skip and view concatenations. Weights are symmetric
   per output channel in [-127, 127] (the rule of `qmath`); activations are calibrated on the real MLP
   inputs that calibration rays produce (coarse samples for the coarse net, coarse+fine for the fine net).
@@ -32,6 +34,7 @@ import torch.fx.config
 import torch.nn.functional as F
 from torch import nn
 from torch.ao.quantization import QConfig, QConfigMapping, quantize_dynamic
+from torch.ao.quantization.backend_config.onednn import get_onednn_backend_config
 from torch.ao.quantization.backend_config.x86 import get_x86_backend_config
 from torch.ao.quantization.observer import (HistogramObserver, MinMaxObserver, PerChannelMinMaxObserver,
                                             PlaceholderObserver)
@@ -41,7 +44,7 @@ from nerf_eval.compress import qmath
 from nerf_eval.compress.base import FunctionCompressor, check_calibration, register
 from nerf_eval.compress.memo import CalibrationCache
 from nerf_eval.errors import CompressorError
-from nerf_eval.hardware import int8_saturates
+from nerf_eval.hardware import int8_engine, int8_saturates, quantized_engine
 from nerf_eval.model import ModelPair, NeRF
 from nerf_eval.render import Rays, RenderSettings, render_rays
 
@@ -163,20 +166,22 @@ def calibration_inputs(pair: ModelPair, calibration: Rays, options: CalibrationO
 
 
 @contextlib.contextmanager
-def x86_engine() -> Iterator[None]:
-    """Select torch's x86 quantized engine (fbgemm with VNNI) while weights are packed, quietly.
+def int8_packing(engine: str | None = None) -> Iterator[str]:
+    """Pack int8 weights with `engine` (default: this machine's fastest, `nerf_eval.hardware.int8_engine`),
+    quietly; yields the engine's name.
 
     torch.ao's FX API warns that it is deprecated at every call, and its tracer records a stack trace per
     node (whose first use imports the whole compiler stack, seconds per process): both are switched off."""
-    old = torch.backends.quantized.engine
-    if "x86" in torch.backends.quantized.supported_engines:
-        torch.backends.quantized.engine = "x86"
-    try:
-        with warnings.catch_warnings(), mock.patch.object(torch.fx.config, "do_not_emit_stack_traces", True):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        torch.backends.quantized.engine = old
+    engine = engine or int8_engine()
+    with quantized_engine(engine), warnings.catch_warnings(), \
+            mock.patch.object(torch.fx.config, "do_not_emit_stack_traces", True):
+        warnings.simplefilter("ignore")
+        yield engine
+
+
+def backend_config(engine: str):
+    """torch.ao's FX backend config for `engine` (which fusions and dtypes its kernels support)."""
+    return get_onednn_backend_config() if engine == "onednn" else get_x86_backend_config()
 
 
 def int8_qconfig(observer: str = "minmax", reduce_range: bool = False) -> QConfig:
@@ -246,10 +251,11 @@ def _fast_cats(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
 
 def static_int8_network(net: nn.Module, inputs: torch.Tensor, plan: dict[str, str] | None = None,
                         observer: str = "minmax", who: str = "int8-ptq",
-                        reduce_range: bool | None = None) -> nn.Module:
+                        reduce_range: bool | None = None, engine: str | None = None) -> nn.Module:
     """An int8 copy of float NeRF `net` calibrated on its recorded `inputs`; `plan` maps layers to int8/fp32.
 
-    Activations use 7 bits where this CPU's int8 GEMM saturates on 8 (`reduce_range=None`: measured).
+    Weights are packed for `engine` (default: this machine's fastest int8 engine). Activations use 7 bits
+    where that engine's int8 GEMM saturates on 8 (`reduce_range=None`: measured).
     Returns an FX GraphModule that takes and returns fp32 tensors (quantize/dequantize at its boundaries);
     its `meta[STATIC_INT8_META]` records the float config, plan, observer and activation range, which is
     what `nerf_eval.compress.saved` needs to rebuild the same graph before loading a saved state.
@@ -262,8 +268,9 @@ def static_int8_network(net: nn.Module, inputs: torch.Tensor, plan: dict[str, st
     plan = {**default_plan(net), **(plan or {})}
     check_plan(net, plan, who)
     gm = _traceable(net).eval()
+    engine = engine or int8_engine()
     if reduce_range is None:
-        reduce_range = int8_saturates()
+        reduce_range = int8_saturates(engine)
     qmap = QConfigMapping().set_global(int8_qconfig(observer, reduce_range))
     for layer, precision in plan.items():
         if precision == "fp32":
@@ -271,8 +278,8 @@ def static_int8_network(net: nn.Module, inputs: torch.Tensor, plan: dict[str, st
     cat_index = _output_cat_index(gm)
     if cat_index is not None and all(plan[h] == "fp32" for h in HEADS if h in plan):
         qmap.set_module_name_object_type_order("", torch.cat, cat_index, None)
-    backend = get_x86_backend_config()
-    with x86_engine():
+    backend = backend_config(engine)
+    with int8_packing(engine):
         prepared = prepare_fx(gm, qmap, (inputs[:2],), backend_config=backend)
         with torch.no_grad():
             for s in range(0, inputs.shape[0], CALIBRATION_CHUNK):
@@ -280,7 +287,7 @@ def static_int8_network(net: nn.Module, inputs: torch.Tensor, plan: dict[str, st
         quantized = convert_fx(prepared, backend_config=backend)
     quantized = _fast_cats(quantized).eval()
     quantized.meta[STATIC_INT8_META] = {"config": net.config.to_dict(), "plan": dict(plan), "observer": observer,
-                                        "reduce_range": reduce_range}
+                                        "reduce_range": reduce_range, "engine": engine}
     return quantized
 
 
@@ -293,7 +300,7 @@ def dynamic_int8_network(net: nn.Module, plan: dict[str, str] | None = None, who
                                                                is_dynamic=True),
                       weight=int8_qconfig().weight)
     spec = {layer: qconfig for layer, precision in plan.items() if precision == "int8"}
-    with x86_engine():
+    with int8_packing():
         return quantize_dynamic(copy.deepcopy(net), spec, dtype=torch.qint8).eval()
 
 
@@ -445,7 +452,7 @@ def _ptq_factory(which: str):
 
 for _which in WHICH:
     register(f"int8-ptq-{_which}", _ptq_factory(_which),
-             description=f"static int8 PTQ (FX, x86 kernels) of the {_which} network(s); "
+             description=f"static int8 PTQ (FX, int8 kernels of the engine measured fastest here) of the {_which} network(s); "
                          "parameter: calibration rays (default 2048)")
 
 

@@ -16,9 +16,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from nerf_eval.checkpoint import atomic_save, build_network, load_torch_file, pair_from_checkpoint
+from nerf_eval.checkpoint import (FINE_NONE, FINE_OWN, atomic_save, build_network, load_torch_file,
+                                  pair_from_checkpoint)
 from nerf_eval.compress.cast import CastNetwork
-from nerf_eval.compress.quantize import (STATIC_INT8_META, WeightOnlyLinear, dynamic_int8_network,
+from nerf_eval.compress.quantize import (STATIC_INT8_META, WeightOnlyLinear, dynamic_int8_network, int8_packing,
                                          static_int8_network, weight_only_network)
 from nerf_eval.errors import CheckpointError
 from nerf_eval.model import ModelPair, NeRF, NeRFConfig, is_float_nerf
@@ -129,6 +130,49 @@ def load_compressed(path: str | Path) -> ModelPair:
     """Rebuild a compressed pair written by `save_compressed`."""
     path = Path(path)
     return _rebuild(path, load_torch_file(path, "compressed model"))
+
+
+def _check_finite(state: Any, where: str) -> None:
+    """Every tensor of a saved network state is finite (quantized ones after dequantizing)."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{where}: state is a {type(state).__name__}, not a dict of tensors")
+    for k, t in state.items():
+        if not isinstance(t, torch.Tensor):
+            continue  # packed-parameter entries and plain settings are checked by load_state_dict
+        values = t.dequantize() if t.is_quantized else t
+        if (values.is_floating_point() or values.is_complex()) and not torch.isfinite(values).all():
+            raise CheckpointError(f"{where}: {k} holds NaN or inf values")
+
+
+def _rebuild_network(path: Path, name: str, rec: Any) -> nn.Module:
+    where = f"{path} [{name}]"
+    if not isinstance(rec, dict) or not isinstance(rec.get("settings"), dict) or "state" not in rec:
+        raise CheckpointError(f"{where}: network record is not a dict with 'kind', 'settings' and 'state'")
+    kind = KINDS.get(rec.get("kind")) if isinstance(rec.get("kind"), str) else None
+    if kind is None:
+        raise CheckpointError(f"{path}: {name} network has unknown kind {rec.get('kind')!r}")
+    settings = rec["settings"]
+    if not isinstance(settings.get("config"), dict):
+        raise CheckpointError(f"{where}: settings have no NeRF 'config' dict")
+    try:
+        config = NeRFConfig.from_dict(settings["config"])
+    except (TypeError, ValueError, OverflowError) as e:
+        raise CheckpointError(f"{where}: bad NeRF config ({str(e).splitlines()[0][:160] if str(e) else e!r})") from None
+    if kind.name == "nerf":
+        return build_network(rec["state"], config, where)
+    _check_finite(rec["state"], where)
+    try:
+        module = kind.rebuild(settings)
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, OverflowError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{where}: bad {kind.name} settings ({first[:160]})") from None
+    try:
+        with int8_packing():  # int8 weights are re-packed on load: with this machine's engine, as at compression
+            module.load_state_dict(rec["state"])
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: {name} network does not match its recorded structure ({first[:160]})") from None
+    return module.eval()
 
 
 def _rebuild(path: Path, obj: Any) -> ModelPair:
