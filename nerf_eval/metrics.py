@@ -77,12 +77,22 @@ def view_metrics(rgb, gt, depth=None, gt_depth=None, with_flip: bool = True) -> 
     return out
 
 
+def _mean_of_defined(values: list[float]) -> float:
+    """Mean over the views where the metric is defined (not NaN); NaN when it is defined on none.
+
+    Like np.nanmean, without its "Mean of empty slice" RuntimeWarning (a flat ground truth has no
+    sharpness ratio, and a run should not print warnings for that)."""
+    arr = np.asarray(values, dtype=np.float64)
+    arr = arr[~np.isnan(arr)]
+    return float(arr.mean()) if arr.size else math.nan
+
+
 def summarize(per_view: list[dict[str, float]]) -> dict[str, float]:
     """Mean of each metric over views, plus the worst view's PSNR and its position."""
     if not per_view:
         return {}
     keys = per_view[0].keys()
-    out = {k: float(np.nanmean([v[k] for v in per_view])) for k in keys}
+    out = {k: _mean_of_defined([v[k] for v in per_view]) for k in keys}
     psnrs = [v["psnr"] for v in per_view]
     worst = int(np.argmin(psnrs))
     out["worst_psnr"] = float(psnrs[worst])

@@ -62,9 +62,9 @@ def test_blender_on_black(tmp_path):
 
 
 def test_blender_half_res_and_bounds_override(tmp_path):
-    write_rgba_blender(tmp_path)
+    write_rgba_blender(tmp_path, size=8)
     full, half = load_blender(tmp_path), load_blender(tmp_path, half_res=True, near=1.0, far=3.0)
-    assert half.images.shape == (2, 2, 2, 3)
+    assert half.images.shape == (2, 4, 4, 3)
     assert half.focal == pytest.approx(full.focal / 2)
     assert (half.near, half.far) == (1.0, 3.0)
 
@@ -420,3 +420,135 @@ def test_blender_bad_depth_file(tmp_path, content, pattern):
     with pytest.raises(SceneError, match=pattern) as e:
         load_blender(tmp_path)
     assert "r_0_depth.npy" in one_line(e)
+
+
+# --- issue 20: every value a loader reads is checked ---------------------------------------------
+
+def _mutate_train_json(root: Path, edit) -> None:
+    path = root / "transforms_train.json"
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("edit, pattern", [
+    (lambda d: d.update(camera_angle_x="wide"), r"'camera_angle_x' is \"wide\", expected a finite number"),
+    (lambda d: d.update(camera_angle_x=None), r"'camera_angle_x' is null, expected a finite number"),
+    (lambda d: d.update(camera_angle_x=True), r"'camera_angle_x' is true, expected a finite number"),
+    (lambda d: d.update(camera_angle_x=0), r"'camera_angle_x' is 0 radians, expected a field of view in \(0, pi\)"),
+    (lambda d: d.update(camera_angle_x=-0.7), r"'camera_angle_x' is -0.7 radians"),
+    (lambda d: d.update(camera_angle_x=4.0), r"'camera_angle_x' is 4 radians"),
+    (lambda d: d.update(frames=5), r"'frames' is a int, expected a list of frames"),
+    (lambda d: d.update(frames=[]), r"'frames' is empty"),
+    (lambda d: d["frames"].__setitem__(0, "r_0.png"), r"frame 0 is a str, expected an object"),
+    (lambda d: d["frames"][0].update(transform_matrix="identity"), r"frame 0 transform_matrix is not a finite 4x4"),
+    (lambda d: d["frames"][0].update(transform_matrix=[[1, 0, 0, 0]] * 3 + [[0, 0, "x", 1]]), r"frame 0 transform_matrix"),
+    (lambda d: d["frames"][0].update(transform_matrix=[[0.0] * 4] * 4), r"frame 0 transform_matrix has a degenerate"),
+    (lambda d: d["frames"][1].update(file_path=17), r"frame 1 file_path is 17, expected a relative image path"),
+    (lambda d: d["frames"][1].update(file_path="./"), r"frame 1 file_path is \"./\""),
+    (lambda d: d.update(near="close"), r"'near' is \"close\", expected a finite number"),
+    (lambda d: d.update(far=[6]), r"'far' is \[6\], expected a finite number"),
+    (lambda d: d.update(near=5, far=1), r"need 0 <= near < far, got near=5, far=1"),
+    (lambda d: d.update(near=-1), r"need 0 <= near < far, got near=-1"),
+    (lambda d: d.update(white_background="no"), r"'white_background' is \"no\", expected true or false"),
+    (lambda d: d["frames"][0].update(depth_file_path=3), r"frame 0 depth_file_path is 3"),
+])
+def test_blender_bad_values_are_one_line_errors(tmp_path, edit, pattern):
+    write_rgba_blender(tmp_path)
+    _mutate_train_json(tmp_path, edit)
+    with pytest.raises(SceneError, match=pattern) as e:
+        load_blender(tmp_path)
+    line = one_line(e)
+    assert "transforms_train.json" in line or str(tmp_path) in line
+
+
+def test_blender_nan_in_json_is_refused(tmp_path):
+    write_rgba_blender(tmp_path)
+    path = tmp_path / "transforms_train.json"
+    path.write_text(path.read_text().replace('"camera_angle_x": 0.69', '"camera_angle_x": NaN'))
+    with pytest.raises(SceneError, match=r"transforms_train\.json: 'camera_angle_x' is NaN"):
+        load_blender(tmp_path)
+
+
+def test_blender_bounds_given_by_the_caller_are_checked(tmp_path):
+    write_rgba_blender(tmp_path)
+    with pytest.raises(SceneError, match=r"need 0 <= near < far, got near=5, far=1") as e:
+        load_blender(tmp_path, near=5.0, far=1.0)
+    one_line(e)
+
+
+def test_blender_grey_alpha_images_are_composited(tmp_path):
+    (tmp_path / "train").mkdir()
+    img = np.zeros((8, 8, 2), np.uint8)
+    img[..., 0] = 100
+    img[:, 4:, 1] = 255
+    iio.imwrite(tmp_path / "train" / "g.png", img)
+    frame = {"file_path": "train/g", "transform_matrix": np.eye(4).tolist()}
+    (tmp_path / "transforms_train.json").write_text(json.dumps({"camera_angle_x": 0.7, "frames": [frame]}))
+    scene = load_blender(tmp_path)
+    assert scene.images.shape == (1, 8, 8, 3)
+    assert torch.allclose(scene.images[0, :, :4], torch.ones(8, 4, 3))  # transparent: the white background
+    assert torch.allclose(scene.images[0, :, 4:], torch.full((8, 4, 3), 100 / 255))
+
+
+@pytest.mark.parametrize("focal", [0.0, -20.0])
+def test_llff_non_positive_focal_is_refused_before_rendering(tmp_path, focal):
+    write_llff(tmp_path, forward_poses(4), focal=focal)
+    with pytest.raises(SceneError, match=rf"poses_bounds\.npy: row 0 has focal length {focal:g}; it must be "
+                                         "positive") as e:
+        load_llff(tmp_path, factor=1)
+    one_line(e)
+
+
+def test_llff_near_beyond_far_and_degenerate_rotation_are_refused(tmp_path):
+    write_llff(tmp_path, forward_poses(4), bounds=(10.0, 2.0))
+    with pytest.raises(SceneError, match=r"row 0 has near bound 10 >= far bound 2"):
+        load_llff(tmp_path, factor=1)
+    rows = np.load(tmp_path / "poses_bounds.npy")
+    rows[:, 15:] = (2.0, 10.0)
+    rows[1, :15].reshape(3, 5)[:, :3] = 0.0
+    np.save(tmp_path / "poses_bounds.npy", rows)
+    with pytest.raises(SceneError, match=r"row 1 has a degenerate"):
+        load_llff(tmp_path, factor=1)
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    ({"factor": 2.5}, "factor must be a positive integer, got 2.5"),
+    ({"factor": -2}, "factor must be a positive integer, got -2"),
+    ({"bd_factor": 0.0}, "bd_factor must be a positive number or None, got 0.0"),
+    ({"llffhold": 1}, "llffhold=1 holds out all 4 views"),
+])
+def test_llff_bad_settings_are_refused(tmp_path, kwargs, pattern):
+    write_llff(tmp_path, forward_poses(4))
+    with pytest.raises(SceneError, match=pattern) as e:
+        load_llff(tmp_path, **{"factor": 1, **kwargs})
+    one_line(e)
+
+
+def test_npz_complex_values_and_bounds_are_refused(tmp_path):
+    write_npz(tmp_path / "c.npz", focal=np.array(5.0 + 1.0j))
+    with pytest.raises(SceneError, match=r"c\.npz: 'focal' holds NaN, inf or non-numeric"):
+        load_npz(tmp_path / "c.npz")
+    write_npz(tmp_path / "b.npz")
+    with pytest.raises(SceneError, match=r"b\.npz: far is nan, expected a finite number"):
+        load_npz(tmp_path / "b.npz", far=float("nan"))
+
+
+def test_rescaling_below_four_pixels_is_refused(tmp_path):
+    scene = make_scene("object", size=16)[0]
+    assert scene.rescaled(0.25).width == 4
+    with pytest.raises(SceneError, match=r"scale 0\.0001 makes its 16x16 views 1x1 pixels; need at least 4 on a "
+                                         r"side \(use a scale of at least 0\.25\)") as e:
+        scene.rescaled(0.0001)
+    one_line(e)
+    with pytest.raises(SceneError, match=r"scale 0\.5 makes its 4x4 views 2x2 pixels; need at least 4 on a side \(it cannot be scaled down\)"):
+        scene.rescaled(0.25).rescaled(0.5)
+
+
+def test_sampling_rays_from_an_empty_split_is_one_line(tmp_path):
+    from dataclasses import replace
+
+    scene = make_scene("object", size=8)[0]
+    scene = replace(scene, splits={**scene.splits, "train": []})
+    with pytest.raises(SceneError, match="split 'train' has no views"):
+        scene.sample_rays(16)

@@ -42,26 +42,96 @@ def _image_path(root: Path, file_path: str) -> Path:
     return p
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _finite_number(jpath: Path, key: str, value: object) -> float:
+    """A JSON value that must be a finite real number (not a string, null, bool or NaN)."""
+    if not _is_number(value) or not math.isfinite(value):
+        raise SceneError(f"{jpath}: '{key}' is {json.dumps(value)[:40]}, expected a finite number")
+    return float(value)
+
+
+def check_bounds(where: object, near: object, far: object) -> tuple[float, float]:
+    """near and far as floats after checking 0 <= near < far (both finite numbers)."""
+    for key, value in (("near", near), ("far", far)):
+        if not _is_number(value) or not math.isfinite(value):
+            raise SceneError(f"{where}: {key} is {value!r}, expected a finite number")
+    if not 0.0 <= near < far:
+        raise SceneError(f"{where}: need 0 <= near < far, got near={near:g}, far={far:g}")
+    return float(near), float(far)
+
+
 def read_image(path: Path, white_bkgd: bool) -> np.ndarray:
-    """An image as float32 RGB in [0, 1]; RGBA is composited on white (or black) by its alpha."""
+    """An image as float32 RGB in [0, 1]; grey is repeated, and an alpha channel (RGBA, grey+alpha)
+    composites the colour on white (or black)."""
     if not path.exists():
         raise SceneError(f"{path}: image file not found")
+    if path.is_dir():
+        raise SceneError(f"{path}: is a directory, not an image file")
     try:
         img = iio.imread(path)
     except Exception as e:  # imageio raises many types for broken files
         raise SceneError(f"{path}: cannot decode image ({type(e).__name__})") from None
-    img = np.asarray(img, dtype=np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)
+    img = np.asarray(img)
+    if img.dtype.kind not in "uif" or img.ndim not in (2, 3) or 0 in img.shape:
+        raise SceneError(f"{path}: decoded to a {img.dtype} array of shape {img.shape}, not an RGB(A) or grey image")
+    if img.ndim == 3 and img.shape[-1] not in (1, 2, 3, 4):
+        raise SceneError(f"{path}: has {img.shape[-1]} channels, expected grey, grey+alpha, RGB or RGBA")
+    if img.dtype.kind == "f":
+        img = img.astype(np.float32)
+    else:
+        img = img.astype(np.float32) / (65535.0 if img.dtype.itemsize >= 2 else 255.0)
+    if not np.isfinite(img).all() or img.min() < 0.0 or img.max() > 1.0:
+        raise SceneError(f"{path}: pixel values outside [0, 1] or not finite")
     if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, -1)
-    if img.shape[-1] == 4:
-        rgb, a = img[..., :3], img[..., 3:]
+        img = img[..., None]
+    if img.shape[-1] in (2, 4):  # colour + alpha
+        rgb, a = img[..., :-1], img[..., -1:]
         img = rgb * a + (1.0 - a) if white_bkgd else rgb * a
-    return img[..., :3]
+    if img.shape[-1] == 1:
+        img = np.repeat(img, 3, -1)
+    return np.ascontiguousarray(img[..., :3])
+
+
+def _frame_pose(jpath: Path, k: int, value: object) -> np.ndarray:
+    try:
+        pose = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        pose = None
+    if pose is None or pose.shape != (4, 4) or not np.isfinite(pose).all() or any(
+            isinstance(x, bool) for row in value for x in (row if isinstance(row, list) else [row])):
+        raise SceneError(f"{jpath}: frame {k} transform_matrix is not a finite 4x4 matrix of numbers")
+    if abs(np.linalg.det(pose[:3, :3])) < 1e-9:
+        raise SceneError(f"{jpath}: frame {k} transform_matrix has a degenerate (non-invertible) rotation")
+    return pose.astype(np.float32)
+
+
+def _read_depth(dpath: Path, shape: tuple[int, ...]) -> np.ndarray:
+    if not dpath.is_file():
+        raise SceneError(f"{dpath}: depth file not found")
+    try:
+        depth = np.load(dpath, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise SceneError(f"{dpath}: not a readable .npy depth map ({type(e).__name__})") from None
+    if not isinstance(depth, np.ndarray) or depth.dtype.kind not in "uif":
+        raise SceneError(f"{dpath}: not a numeric .npy depth map")
+    if depth.shape != shape:
+        raise SceneError(f"{dpath}: depth map has shape {depth.shape}, image is {shape}")
+    depth = depth.astype(np.float32)
+    if np.isnan(depth).any() or (depth < 0).any():
+        raise SceneError(f"{dpath}: depth map holds NaN or negative values (inf marks background)")
+    return depth
 
 
 def load_blender(root: str | Path, white_bkgd: bool = True, half_res: bool = False,
                  near: float | None = None, far: float | None = None) -> Scene:
-    """Load a Blender-layout scene directory (all three splits that exist; train is required)."""
+    """Load a Blender-layout scene directory (all three splits that exist; train is required).
+
+    Every value is checked (types, finiteness, ranges), so a malformed file gives a one-line SceneError
+    naming it, never a Python traceback or a silently meaningless scene.
+    """
     root = Path(root)
     if not root.is_dir():
         raise SceneError(f"{root}: scene directory not found")
@@ -78,16 +148,33 @@ def load_blender(root: str | Path, white_bkgd: bool = True, half_res: bool = Fal
         meta = read_json(jpath)
         if "camera_angle_x" not in meta or "frames" not in meta:
             raise SceneError(f"{jpath}: missing 'camera_angle_x' or 'frames'")
-        angle = float(meta["camera_angle_x"])
+        angle = _finite_number(jpath, "camera_angle_x", meta["camera_angle_x"])
+        if not 0.0 < angle < math.pi:
+            raise SceneError(f"{jpath}: 'camera_angle_x' is {angle:g} radians, expected a field of view in (0, pi)")
+        for key in ("near", "far"):
+            if key in meta:
+                _finite_number(jpath, key, meta[key])
         meta_near, meta_far = meta.get("near", meta_near), meta.get("far", meta_far)
-        white_bkgd = bool(meta.get("white_background", white_bkgd))
+        if "white_background" in meta:
+            wb = meta["white_background"]
+            if not isinstance(wb, bool) and wb not in (0, 1):
+                raise SceneError(f"{jpath}: 'white_background' is {json.dumps(wb)[:40]}, expected true or false")
+            white_bkgd = bool(wb)
+        frames = meta["frames"]
+        if not isinstance(frames, list):
+            raise SceneError(f"{jpath}: 'frames' is a {type(frames).__name__}, expected a list of frames")
+        if split == "train" and not frames:
+            raise SceneError(f"{jpath}: 'frames' is empty; the train split needs at least one view")
         start = len(images)
-        for k, frame in enumerate(meta["frames"]):
+        for k, frame in enumerate(frames):
+            if not isinstance(frame, dict):
+                raise SceneError(f"{jpath}: frame {k} is a {type(frame).__name__}, expected an object")
             if "file_path" not in frame or "transform_matrix" not in frame:
                 raise SceneError(f"{jpath}: frame {k} lacks 'file_path' or 'transform_matrix'")
-            pose = np.asarray(frame["transform_matrix"], dtype=np.float32)
-            if pose.shape != (4, 4) or not np.isfinite(pose).all():
-                raise SceneError(f"{jpath}: frame {k} transform_matrix is not a finite 4x4 matrix")
+            if not isinstance(frame["file_path"], str) or not frame["file_path"].strip("./"):
+                raise SceneError(f"{jpath}: frame {k} file_path is {json.dumps(frame['file_path'])[:40]}, "
+                                 "expected a relative image path")
+            pose = _frame_pose(jpath, k, frame["transform_matrix"])
             ipath = _image_path(root, frame["file_path"])
             img = read_image(ipath, white_bkgd)
             if shape is None:
@@ -98,27 +185,24 @@ def load_blender(root: str | Path, white_bkgd: bool = True, half_res: bool = Fal
             images.append(img)
             poses.append(pose)
             if "depth_file_path" in frame:
-                dpath = root / frame["depth_file_path"]
-                if not dpath.exists():
-                    raise SceneError(f"{dpath}: depth file not found")
-                try:
-                    depth = np.load(dpath, allow_pickle=False).astype(np.float32)
-                except (ValueError, OSError, EOFError) as e:
-                    raise SceneError(f"{dpath}: not a readable .npy depth map ({type(e).__name__})") from None
-                if depth.shape != img.shape[:2]:
-                    raise SceneError(f"{dpath}: depth map has shape {depth.shape}, image is {img.shape[:2]}")
-                depths.append(depth)
+                if not isinstance(frame["depth_file_path"], str) or not frame["depth_file_path"].strip("./"):
+                    raise SceneError(f"{jpath}: frame {k} depth_file_path is "
+                                     f"{json.dumps(frame['depth_file_path'])[:40]}, expected a relative path")
+                depths.append(_read_depth(root / frame["depth_file_path"], img.shape[:2]))
         splits[split] = list(range(start, len(images)))
     if not images:
         raise SceneError(f"{root}: no frames in any transforms file")
     h, w = shape[:2]
     focal = 0.5 * w / math.tan(0.5 * angle)
+    near_v = near if near is not None else (meta_near if meta_near is not None else 2.0)
+    far_v = far if far is not None else (meta_far if meta_far is not None else 6.0)
+    near_v, far_v = check_bounds(root, near_v, far_v)
     depth_t = torch.from_numpy(np.stack(depths)) if len(depths) == len(images) else None
     scene = Scene(name=root.name, images=torch.from_numpy(np.stack(images)), poses=torch.from_numpy(np.stack(poses)),
-                  focal=focal, near=float(near if near is not None else (meta_near if meta_near is not None else 2.0)),
-                  far=float(far if far is not None else (meta_far if meta_far is not None else 6.0)),
+                  focal=focal, near=near_v, far=far_v,
                   splits=splits, white_bkgd=white_bkgd, depths=depth_t, source=f"blender:{root.resolve().name}",
                   meta={"camera_angle_x": angle})
+    scene.check(str(root))
     return scene.rescaled(0.5) if half_res else scene
 
 

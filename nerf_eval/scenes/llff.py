@@ -57,12 +57,25 @@ def _read_poses_bounds(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise SceneError(f"{path}: not a readable .npy array ({str(e).splitlines()[0][:120]})") from None
     if arr.ndim != 2 or arr.shape[1] != 17 or arr.shape[0] == 0:
         raise SceneError(f"{path}: shape {tuple(arr.shape)}, expected (N, 17) rows of 3x5 pose + 2 bounds")
-    if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
+    if arr.dtype.kind not in "uif" or not np.isfinite(arr).all():
         raise SceneError(f"{path}: holds NaN, inf or non-numeric values")
     bounds = arr[:, 15:].astype(np.float64)
     if bounds.min() <= 0:
         raise SceneError(f"{path}: depth bounds must be positive, smallest is {bounds.min():g}")
-    return arr[:, :15].reshape(-1, 3, 5).astype(np.float64), bounds
+    bad = np.nonzero(bounds[:, 0] >= bounds[:, 1])[0]
+    if bad.size:
+        k = int(bad[0])
+        raise SceneError(f"{path}: row {k} has near bound {bounds[k, 0]:g} >= far bound {bounds[k, 1]:g}")
+    poses = arr[:, :15].reshape(-1, 3, 5).astype(np.float64)
+    focal = poses[:, 2, 4]
+    if (focal <= 0).any():
+        k = int(np.nonzero(focal <= 0)[0][0])
+        raise SceneError(f"{path}: row {k} has focal length {focal[k]:g}; it must be positive (pixels)")
+    det = np.abs(np.linalg.det(poses[:, :3, :3]))
+    if (det < 1e-9).any():
+        k = int(np.nonzero(det < 1e-9)[0][0])
+        raise SceneError(f"{path}: row {k} has a degenerate (non-invertible) camera rotation")
+    return poses, bounds
 
 
 def _image_dir(root: Path, factor: int) -> tuple[Path, int]:
@@ -93,9 +106,15 @@ def load_llff(root: str | Path, factor: int = 8, recenter: bool = True, bd_facto
     root = Path(root)
     if not root.is_dir():
         raise SceneError(f"{root}: scene directory not found")
-    factor = int(factor or 1)
-    if factor < 1:
-        raise SceneError(f"{root}: factor must be a positive integer, got {factor}")
+    factor = 1 if factor is None or factor == 0 else factor
+    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
+        raise SceneError(f"{root}: factor must be a positive integer, got {factor!r}")
+    factor = int(factor)
+    if bd_factor is not None and (isinstance(bd_factor, bool) or not isinstance(bd_factor, (int, float))
+                                  or not np.isfinite(bd_factor) or bd_factor <= 0):
+        raise SceneError(f"{root}: bd_factor must be a positive number or None, got {bd_factor!r}")
+    if isinstance(llffhold, bool) or not isinstance(llffhold, (int, np.integer)):
+        raise SceneError(f"{root}: llffhold must be an integer, got {llffhold!r}")
     raw_poses, bounds = _read_poses_bounds(root / "poses_bounds.npy")
     img_dir, resize = _image_dir(root, factor)
     files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -117,7 +136,14 @@ def load_llff(root: str | Path, factor: int = 8, recenter: bool = True, bd_facto
     poses[:, :3, 3] *= scale
     bounds = bounds * scale
     if recenter:
-        poses = recenter_poses(poses)
+        try:
+            with np.errstate(all="ignore"):
+                poses = recenter_poses(poses)
+        except np.linalg.LinAlgError:
+            poses = np.full_like(poses, np.nan)
+        if not np.isfinite(poses).all():
+            raise SceneError(f"{root / 'poses_bounds.npy'}: the cameras have no well-defined average pose "
+                             "(their view or up axes cancel out); cannot recentre them")
     n = len(poses)
     if llffhold > 0:
         test = list(range(0, n, llffhold))
@@ -126,7 +152,10 @@ def load_llff(root: str | Path, factor: int = 8, recenter: bool = True, bd_facto
     splits = {"train": [i for i in range(n) if i not in test], "val": list(test), "test": list(test)}
     c2w = np.concatenate([poses, np.broadcast_to([[[0.0, 0.0, 0.0, 1.0]]], (n, 1, 4))], 1)
     near, far = (0.0, 1.0) if ndc else (float(bounds.min()) * 0.9, float(bounds.max()))
-    return Scene(name=root.name, images=torch.from_numpy(np.stack(images)).float(),
+    if not splits["train"]:
+        raise SceneError(f"{root}: llffhold={llffhold} holds out all {n} views; no training view is left")
+    scene = Scene(name=root.name, images=torch.from_numpy(np.stack(images)).float(),
                  poses=torch.from_numpy(c2w).float(), focal=focal, near=near, far=far, splits=splits,
                  white_bkgd=False, ndc=ndc, source=f"llff:{root.resolve().name}",
                  meta={"factor": factor, "scale": scale, "bounds": [float(bounds.min()), float(bounds.max())]})
+    return scene.check(str(root))

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from nerf_eval.errors import SceneError
+from nerf_eval.scenes.blender import check_bounds
 from nerf_eval.scenes.procedural import holdout_splits
 from nerf_eval.scenes.scene import Scene
 
@@ -54,8 +55,8 @@ def load_npz(path: str | Path, near: float = 2.0, far: float = 6.0, white_bkgd: 
     if focal.size != 1:
         raise SceneError(f"{path}: 'focal' has shape {focal.shape}, expected a scalar")
     for name, arr in arrays.items():
-        if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
-            raise SceneError(f"{path}: '{name}' holds NaN, inf or non-numeric values")
+        if arr.dtype.kind not in "uif" or not np.isfinite(arr).all():
+            raise SceneError(f"{path}: '{name}' holds NaN, inf or non-numeric (or complex) values")
     focal_v = float(focal.reshape(()))
     if focal_v <= 0:
         raise SceneError(f"{path}: 'focal' must be positive, got {focal_v:g}")
@@ -70,8 +71,10 @@ def load_npz(path: str | Path, near: float = 2.0, far: float = 6.0, white_bkgd: 
         imgs = rgb * a + (1.0 - a) if white_bkgd else rgb * a
     if poses.shape[1] == 3:
         poses = np.concatenate([poses, np.broadcast_to([[[0.0, 0.0, 0.0, 1.0]]], (len(poses), 1, 4))], 1)
-    if not 0.0 <= near < far:
-        raise SceneError(f"{path}: need 0 <= near < far, got near={near:g}, far={far:g}")
-    return Scene(name=path.stem, images=torch.from_numpy(np.ascontiguousarray(imgs)),
+    near, far = check_bounds(path, near, far)
+    scene = Scene(name=path.stem, images=torch.from_numpy(np.ascontiguousarray(imgs)),
                  poses=torch.from_numpy(poses.astype(np.float32)), focal=focal_v, near=float(near),
                  far=float(far), splits=holdout_splits(len(images)), white_bkgd=white_bkgd, source=f"npz:{path.name}")
+    if not scene.splits["train"]:
+        raise SceneError(f"{path}: {len(images)} views leave none for training after the held-out views")
+    return scene.check(str(path))
