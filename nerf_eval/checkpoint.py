@@ -8,12 +8,12 @@ Loading always uses `torch.load(..., weights_only=True)`: a file holding pickled
 
 from __future__ import annotations
 
+import copy
 import hashlib
-import os
+import io
 import pickle
 import warnings
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,25 +35,34 @@ def file_hash(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def serialize(obj: Any) -> bytes:
+    """`torch.save` into memory. The zip members are always named `archive/...` (torch names them
+    after the file otherwise, and a temporary file's name is random), so identical content gives
+    identical bytes and the same sha256, which keys caches and model cards."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
 def atomic_save(obj: Any, path: str | Path, overwrite: bool = False) -> Path:
     """torch.save to `path` through a temporary file, so a killed process never leaves half a file.
 
-    Refuses to replace an existing file unless `overwrite` (nothing a user saved is replaced silently).
+    Refuses to replace an existing file unless `overwrite` (nothing a user saved is replaced silently),
+    and a directory always. The bytes depend on the content only (`serialize`); the temporary is
+    removed even when SIGINT/SIGTERM arrives while it exists (`nerf_eval.atomic.atomic_write_bytes`).
     """
+    from nerf_eval.atomic import atomic_write_bytes
+
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory; need a file name to save to")
     if path.exists() and not overwrite:
         raise CheckpointError(f"{path}: file exists; refusing to overwrite it (use --force / overwrite=True)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    data = serialize(obj)
     try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+        return atomic_write_bytes(data, path)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot write ({e.strerror or type(e).__name__})") from None
 
 
 def save_checkpoint(path: str | Path, pair: ModelPair, global_step: int = 0, meta: dict | None = None,
@@ -121,8 +130,9 @@ def _nerf_dict(path: str | Path, obj: Any) -> dict:
 
 def infer_config(state: dict[str, torch.Tensor], where: str) -> NeRFConfig:
     """Recover the NeRF sizes from a nerf-pytorch state dict (depth, widths, skips, encodings)."""
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{where}: not a state dict of tensors ({type(state).__name__})")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise CheckpointError(f"{where}: not a state dict of named tensors ({type(state).__name__})")
     not_matrix = [k for k, v in state.items() if k.endswith(".weight") and v.ndim != 2]
     if not_matrix:
         raise CheckpointError(f"{where}: {not_matrix[0]} is not a 2-D weight matrix")
@@ -167,14 +177,24 @@ def infer_config(state: dict[str, torch.Tensor], where: str) -> NeRFConfig:
     return NeRFConfig(**kw)
 
 
+def _expected_state(config: NeRFConfig, where: str) -> dict[str, torch.Tensor]:
+    """Parameter shapes of a NeRF of `config`, built on the meta device (no memory for the weights, so
+    a corrupt config asking for a huge network is refused by shape, not by running out of memory)."""
+    try:
+        with torch.device("meta"):
+            return NeRF(config).state_dict()
+    except (TypeError, ValueError, RuntimeError, OverflowError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{where}: config {config} does not describe a buildable NeRF ({first[:120]})") from None
+
+
 def build_network(state: dict, config: NeRFConfig, where: str) -> NeRF:
-    """A NeRF of `config` holding `state`, after checking shapes and finiteness."""
+    """A NeRF of `config` holding `state`, after checking names, types, shapes and finiteness."""
     if not isinstance(state, dict):
         raise CheckpointError(f"{where}: state dict is {type(state).__name__}, not a dict")
-    net = NeRF(config)
-    expected = net.state_dict()
+    expected = _expected_state(config, where)
     missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    unexpected = sorted(set(state) - set(expected), key=str)
     if missing or unexpected:
         raise CheckpointError(f"{where}: layout does not match the NeRF config "
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
@@ -184,8 +204,12 @@ def build_network(state: dict, config: NeRFConfig, where: str) -> NeRF:
             raise CheckpointError(f"{where}: {k} is not a tensor")
         if tuple(t.shape) != tuple(v.shape):
             raise CheckpointError(f"{where}: {k} has shape {tuple(t.shape)}, expected {tuple(v.shape)}")
+        if not (t.is_floating_point() or t.dtype in (torch.int8, torch.int16, torch.int32, torch.int64,
+                                                      torch.uint8)) or t.is_quantized:
+            raise CheckpointError(f"{where}: {k} has dtype {t.dtype}, not real numbers")
         if not torch.isfinite(t).all():
             raise CheckpointError(f"{where}: {k} holds NaN or inf weights")
+    net = NeRF(config)
     net.load_state_dict({k: state[k].float() for k in expected})
     return net.eval()
 
@@ -195,34 +219,62 @@ def load_checkpoint(path: str | Path) -> ModelPair:
     return pair_from_checkpoint(path, load_torch_file(path))
 
 
+def _config_entry(obj: dict, key: str, path: str | Path) -> NeRFConfig:
+    entry = obj[key]
+    if not isinstance(entry, dict):
+        raise CheckpointError(f"{path}: bad '{key}' entry (a {type(entry).__name__}, not a dict of NeRF sizes)")
+    try:
+        return NeRFConfig.from_dict(entry)
+    except (TypeError, ValueError, OverflowError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: bad '{key}' entry ({first[:160]})") from None
+
+
+# How a pair's fine samples are rendered (`pair.meta["fine_network"]`, reported by `evaluate`):
+FINE_OWN = "fine"  # by the checkpoint's own fine network
+FINE_FROM_COARSE = "coarse"  # by the coarse network, as nerf-pytorch does when there is no fine one
+FINE_NONE = "none"  # not at all: a coarse-only pair this project saved on purpose
+
+
 def pair_from_checkpoint(path: str | Path, obj: Any) -> ModelPair:
-    """Validate an already loaded checkpoint object and build its float pair (`path` names it in errors)."""
+    """Validate an already loaded checkpoint object and build its float pair (`path` names it in errors).
+
+    A checkpoint without fine weights follows nerf-pytorch's `render_rays` (`run_fn = network_fn if
+    network_fine is None`): the fine samples go through the coarse network, so the pair gets a copy of
+    the coarse network as its fine one and `meta["fine_network"] == "coarse"` says so. The one exception
+    is a coarse-only pair saved by `save_checkpoint` (our `format`, `network_fine_state_dict: None`),
+    which stays coarse-only (`"none"`).
+    """
     obj = _nerf_dict(path, obj)
     if obj.get("format", FORMAT) != FORMAT:
         raise CheckpointError(f"{path}: format {obj.get('format')!r} is not a float checkpoint "
                               f"(expected {FORMAT!r}); load compressed models with nerf_eval.compress.load_compressed")
     fn_state = obj["network_fn_state_dict"]
-    try:
-        config = NeRFConfig.from_dict(obj["config"]) if "config" in obj else infer_config(fn_state, f"{path}")
-    except (TypeError, ValueError) as e:
-        if isinstance(e, CheckpointError):
-            raise
-        raise CheckpointError(f"{path}: bad 'config' entry ({e})") from None
+    config = _config_entry(obj, "config", path) if "config" in obj else infer_config(fn_state, f"{path}")
     coarse = build_network(fn_state, config, f"{path} [network_fn_state_dict]")
-    fine = None
     fine_state = obj.get("network_fine_state_dict")
     if fine_state is not None:
         if "fine_config" in obj:
-            try:
-                fine_config = NeRFConfig.from_dict(obj["fine_config"])
-            except (TypeError, ValueError) as e:
-                raise CheckpointError(f"{path}: bad 'fine_config' entry ({e})") from None
+            fine_config = _config_entry(obj, "fine_config", path)
         elif "config" in obj:
             fine_config = config
         else:
             fine_config = infer_config(fine_state, f"{path} [network_fine_state_dict]")
-        fine = build_network(fine_state, fine_config, f"{path} [network_fine_state_dict]")
-    meta = dict(obj.get("meta") or {})
-    meta.setdefault("global_step", int(obj.get("global_step", 0)))
+        fine, how = build_network(fine_state, fine_config, f"{path} [network_fine_state_dict]"), FINE_OWN
+    elif "format" in obj and "network_fine_state_dict" in obj:
+        fine, how = None, FINE_NONE
+    else:
+        fine, how = copy.deepcopy(coarse), FINE_FROM_COARSE
+    meta = obj.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: bad 'meta' entry (a {type(meta).__name__}, not a dict)")
+    meta = dict(meta)
+    step = obj.get("global_step", 0)
+    if isinstance(step, torch.Tensor) and step.numel() == 1 and not step.is_floating_point():
+        step = int(step)
+    if isinstance(step, bool) or not isinstance(step, int):
+        raise CheckpointError(f"{path}: bad 'global_step' entry ({step!r:.40}, not an integer)")
+    meta.setdefault("global_step", step)
     meta["checkpoint"] = str(path)
+    meta["fine_network"] = how
     return ModelPair(coarse, fine, config, meta)

@@ -8,9 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -193,30 +191,28 @@ def image_grid(gt: dict[int, np.ndarray], renders: dict[str, dict[int, dict]], v
 
 
 def refuse_to_replace(out: Path, overwrite: bool) -> None:
-    """One-line error when `out` holds something (a file, or a non-empty directory) and `overwrite` is off."""
+    """One-line error when `out` holds something (a file, or a non-empty directory) and `overwrite` is off,
+    or when it cannot be created (an ancestor is a file, or not writable): checked before any work."""
+    from nerf_eval.atomic import check_parent
+
+    out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise NerfEvalError(f"{out}: exists and is not an empty directory; refusing to overwrite (use --force)")
+    check_parent(out, "report directory")
 
 
 @contextlib.contextmanager
 def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
     """A temporary sibling directory to write into; when the block ends normally it replaces `out`.
 
-    A killed or failed run leaves `out` as it was (and no temporary directory)."""
+    The old `out` is renamed aside before the new one is renamed in and deleted only after, with
+    SIGINT/SIGTERM held back meanwhile (`nerf_eval.atomic.atomic_directory_swap`): a killed, failed or
+    interrupted run leaves `out` as it was (or complete and new) and no temporary directory."""
+    from nerf_eval.atomic import atomic_directory_swap
+
     refuse_to_replace(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the finished directory is an ordinary one
-    try:
+    with atomic_directory_swap(Path(out)) as tmp:
         yield tmp
-        if out.is_dir():
-            shutil.rmtree(out)
-        elif out.exists():
-            out.unlink()
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def write_report(rows: list[dict], out_dir: str | Path, settings: dict | None = None,

@@ -218,3 +218,68 @@ def test_bad_fine_config_entry_is_refused(tmp_path):
     torch.save(obj, tmp_path / "fine.pt")
     with pytest.raises(CheckpointError, match=r"fine\.pt.*fine_config"):
         load_checkpoint(tmp_path / "fine.pt")
+
+
+# --- issue 20 ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fine_entry", ["absent", "none"])
+def test_nerf_pytorch_tar_without_fine_weights_runs_fine_samples_through_coarse(tmp_path, fine_entry):
+    """nerf-pytorch's render_rays uses `network_fn` for the fine samples when there is no fine network."""
+    pair = ModelPair.create(TINY, seed=4)
+    obj = {"global_step": 7, "network_fn_state_dict": pair.coarse.state_dict()}
+    if fine_entry == "none":
+        obj["network_fine_state_dict"] = None
+    torch.save(obj, tmp_path / "coarse.tar")
+    loaded = load_checkpoint(tmp_path / "coarse.tar")
+    assert loaded.meta["fine_network"] == "coarse"
+    assert loaded.fine is not None and loaded.fine is not loaded.coarse
+    for k, v in pair.coarse.state_dict().items():
+        assert torch.equal(loaded.fine.state_dict()[k], v)
+    assert renders_equal(ModelPair(pair.coarse, pair.coarse, TINY), loaded)
+
+
+def test_own_format_records_how_fine_samples_render(tmp_path):
+    assert load_checkpoint(save_checkpoint(tmp_path / "a.pt", ModelPair.create(TINY))).meta["fine_network"] == "fine"
+    coarse_only = load_checkpoint(save_checkpoint(tmp_path / "b.pt", ModelPair.create(TINY, with_fine=False)))
+    assert coarse_only.fine is None and coarse_only.meta["fine_network"] == "none"
+
+
+def test_identical_content_gives_identical_bytes(tmp_path):
+    pair = ModelPair.create(TINY, seed=5)
+    a = save_checkpoint(tmp_path / "a.pt", pair, global_step=3, meta={"scene": "object"})
+    b = save_checkpoint(tmp_path / "sub" / "other-name.pt", pair, global_step=3, meta={"scene": "object"})
+    assert file_hash(a) == file_hash(b)
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_atomic_save_refuses_a_directory_and_an_unwritable_place(tmp_path):
+    (tmp_path / "d").mkdir()
+    with pytest.raises(CheckpointError, match=r"d: is a directory; need a file name"):
+        atomic_save({"a": torch.ones(1)}, tmp_path / "d", overwrite=True)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(CheckpointError, match=r"f/x\.pt: cannot write") as e:
+        atomic_save({"a": torch.ones(1)}, tmp_path / "f" / "x.pt")
+    assert "\n" not in str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "f"]
+
+
+def test_config_asking_for_a_huge_network_is_refused_by_shape(tmp_path):
+    obj = torch.load(save_checkpoint(tmp_path / "m.pt", ModelPair.create(TINY)), weights_only=True)
+    obj["config"]["width"] = 10 ** 9  # would need terabytes if it were built before the shapes are compared
+    torch.save(obj, tmp_path / "huge.pt")
+    with pytest.raises(CheckpointError, match=r"huge\.pt \[network_fn_state_dict\]: .*shape"):
+        load_checkpoint(tmp_path / "huge.pt")
+
+
+@pytest.mark.parametrize("key, value, pattern", [
+    ("config", [1, 2], r"bad 'config' entry \(a list"),
+    ("meta", "scene", r"bad 'meta' entry \(a str"),
+    ("global_step", "200k", r"bad 'global_step' entry"),
+])
+def test_wrong_types_of_entries_are_one_line(tmp_path, key, value, pattern):
+    obj = torch.load(save_checkpoint(tmp_path / "m.pt", ModelPair.create(TINY)), weights_only=True)
+    obj[key] = value
+    torch.save(obj, tmp_path / "t.pt")
+    with pytest.raises(CheckpointError, match=pattern) as e:
+        load_checkpoint(tmp_path / "t.pt")
+    assert str(e.value).startswith(str(tmp_path / "t.pt")) and "\n" not in str(e.value)

@@ -178,24 +178,23 @@ def _rebuild_network(path: Path, name: str, rec: Any) -> nn.Module:
 def _rebuild(path: Path, obj: Any) -> ModelPair:
     if not is_compressed_file(obj):
         raise CheckpointError(f"{path}: not a compressed model of format {FORMAT!r}")
-    nets = {}
-    for name, rec in obj["networks"].items():
-        kind = KINDS.get(rec.get("kind"))
-        if kind is None:
-            raise CheckpointError(f"{path}: {name} network has unknown kind {rec.get('kind')!r}")
-        if kind.name == "nerf":
-            nets[name] = build_network(rec["state"], NeRFConfig.from_dict(rec["settings"]["config"]),
-                                       f"{path} [{name}]")
-            continue
-        module = kind.rebuild(rec["settings"])
-        try:
-            module.load_state_dict(rec["state"])
-        except (RuntimeError, KeyError) as e:
-            first = str(e).strip().splitlines()[0]
-            raise CheckpointError(f"{path}: {name} network does not match its recorded structure ({first[:160]})") from None
-        nets[name] = module.eval()
-    meta = {"compressor": obj["compressor"], "source": obj.get("source", {}), "checkpoint": str(path)}
-    return ModelPair(nets["coarse"], nets.get("fine"), NeRFConfig.from_dict(obj["config"]), meta)
+    networks = obj.get("networks")
+    if not isinstance(networks, dict) or "coarse" not in networks:
+        raise CheckpointError(f"{path}: no 'networks' entry with a coarse network")
+    unknown = sorted(str(n) for n in networks if n not in ("coarse", "fine"))
+    if unknown:
+        raise CheckpointError(f"{path}: unexpected networks {unknown} (expected coarse and fine)")
+    nets = {name: _rebuild_network(path, name, rec) for name, rec in networks.items()}
+    if not isinstance(obj.get("config"), dict):
+        raise CheckpointError(f"{path}: no NeRF 'config' dict")
+    try:
+        config = NeRFConfig.from_dict(obj["config"])
+    except (TypeError, ValueError, OverflowError) as e:
+        raise CheckpointError(f"{path}: bad 'config' entry ({str(e).splitlines()[0][:160] if str(e) else e!r})") from None
+    source = obj.get("source", {})
+    meta = {"compressor": str(obj.get("compressor")), "source": source if isinstance(source, dict) else {},
+            "checkpoint": str(path), "fine_network": FINE_OWN if "fine" in nets else FINE_NONE}
+    return ModelPair(nets["coarse"], nets.get("fine"), config, meta)
 
 
 def load_any(path: str | Path) -> ModelPair:
