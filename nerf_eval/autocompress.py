@@ -7,8 +7,9 @@ Every candidate therefore has a registry name that rebuilds it exactly.
 
 1. Quality is the PSNR on *calibration views* (the scene's val split, never the test views), against
    the ground truth, minus the fp32 pair's PSNR on the same views. Speed is the speed-up over fp32 on one
-   fixed ray batch at the full sample counts, candidate and fp32 timed alternately (the median of the
-   paired ratios, robust to other load on the machine). Size is serialized bytes.
+   fixed ray batch at the full sample counts, candidate and fp32 timed interleaved by nerf_eval.measure's
+   paired protocol (the median of the per-round ratios, robust to other load on the machine; their
+   interquartile range is kept as `speedup_spread`). Size is serialized bytes.
 2. First every per-network precision of the fp32 pair: both networks are quantized once per base pair
    (int8 calibration does not depend on the other network's precision) and the combinations are
    assembled from them. Then pruning: statistics and unit scores are computed once, each ratio pair is
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -40,8 +40,9 @@ from nerf_eval.compress.prune import check_ratio, parse_prune_spec
 from nerf_eval.compress.quantize import static_int8_pair
 from nerf_eval.errors import NerfEvalError
 from nerf_eval.evaluate import evaluate
+from nerf_eval.measure import PairedProtocol, time_render_pair
 from nerf_eval.model import ModelPair
-from nerf_eval.render import Rays, RenderSettings, render_chunked
+from nerf_eval.render import Rays, RenderSettings
 from nerf_eval.scenes.scene import Scene
 
 OBJECTIVES = ("speed", "size")
@@ -88,7 +89,12 @@ class SearchOptions:
 
 @dataclass
 class Candidate:
-    """One measured point of the search; `name` rebuilds it through the registry."""
+    """One measured point of the search; `name` rebuilds it through the registry.
+
+    latency_s: median time of the latency batch; speedup: median of the per-round fp32/candidate ratios
+    (fp32 and the candidate timed interleaved), speedup_spread: their interquartile range. The fp32
+    reference has speed-up 1 by definition; its spread is that of fp32 timed against itself (the noise
+    floor of the run)."""
 
     name: str
     stage: str
@@ -104,6 +110,7 @@ class Candidate:
     feasible: bool = False
     confirmed_drop: float | None = None
     error: str | None = None
+    speedup_spread: float = math.nan
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -207,7 +214,7 @@ class _Search:
         ev = evaluate(pair, self.scene, self.views, self.settings, progress=False, with_flip=False)
         cand.psnr = ev.mean["psnr"]
         ref = getattr(self, "reference", None)
-        cand.latency_s, cand.speedup = self._time(pair, None if ref is None else self.pair)
+        cand.latency_s, cand.speedup, cand.speedup_spread = self._time(pair, None if ref is None else self.pair)
         cand.size_bytes = serialized_size(pair)
         ref = ref or cand
         cand.drop = ref.psnr - cand.psnr
@@ -215,24 +222,14 @@ class _Search:
         cand.feasible = cand.drop <= self.options.max_drop
         return cand
 
-    def _time(self, pair: ModelPair, reference: ModelPair | None) -> tuple[float, float]:
-        """Median render time of the latency batch, and the speed-up over `reference` timed alternately
-        with it (median of the paired ratios), so that load from other processes, which changes over
-        minutes, cancels out of the ratio."""
-        def run(p: ModelPair) -> float:
-            t0 = time.perf_counter()
-            render_chunked(p, self.latency_rays, self.settings)
-            return time.perf_counter() - t0
-
-        run(pair)
-        if reference is not None:
-            run(reference)
-        own, ratios = [], []
-        for _ in range(self.options.repeats):
-            own.append(run(pair))
-            if reference is not None:
-                ratios.append(run(reference) / own[-1])
-        return statistics.median(own), (statistics.median(ratios) if ratios else 1.0)
+    def _time(self, pair: ModelPair, reference: ModelPair | None) -> tuple[float, float, float]:
+        """Median render time of the latency batch, the speed-up over `reference` timed interleaved with
+        it (median of the per-round ratios), so that load from other processes, which changes over
+        minutes, cancels out of the ratio, and the ratios' interquartile range. Without a reference (fp32
+        itself) the pair is timed against itself and its speed-up is 1 by definition."""
+        t = time_render_pair(pair if reference is None else reference, pair, self.latency_rays, self.settings,
+                             PairedProtocol(rounds=self.options.repeats, warmup=1), name="candidate")
+        return t.latency_s, (1.0 if reference is None else t.speedup), t.spread
 
     def add(self, cand: Candidate, build: Callable[[], ModelPair]) -> ModelPair | None:
         """Build and measure one candidate (a failure is recorded, not raised)."""
@@ -356,19 +353,23 @@ def markdown(result: SearchResult) -> str:
              f"{' (time budget reached)' if result.stopped_early else ''}.\n",
              f"Chosen: **{result.chosen.name}** (held-out drop {result.chosen.confirmed_drop:+.2f} dB)\n"
              if result.chosen else "Chosen: none of the candidates met the budget on held-out views.\n",
-             "| candidate | stage | PSNR dB | drop dB | held-out drop | latency s | speed-up | size MB | size % | front |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "Speed-up: fp32 and the candidate timed interleaved on one ray batch, the median of the per-round "
+             "ratios (IQR: their interquartile range; on fp32's row, fp32 timed against itself).\n",
+             "| candidate | stage | PSNR dB | drop dB | held-out drop | latency s | speed-up | IQR | size MB | size % "
+             "| front |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     rows = sorted([result.reference] + result.candidates,
                   key=lambda c: (c.error is not None, not c.feasible, -c.speedup if o.objective == "speed"
                                  else c.size_bytes))
     for c in rows:
         if c.error:
-            lines.append(f"| {c.name} | {c.stage} | failed: {c.error} | | | | | | | |")
+            lines.append(f"| {c.name} | {c.stage} | failed: {c.error} | | | | | | | | |")
             continue
         mark = " ← chosen" if result.chosen is c else ""
         held = f"{c.confirmed_drop:+.2f}" if c.confirmed_drop is not None else ""
         lines.append(f"| {c.name}{mark} | {c.stage} | {c.psnr:.2f} | {c.drop:+.2f} | {held} | {c.latency_s:.3f} | "
-                     f"{c.speedup:.2f}× | {c.size_bytes / 1e6:.2f} | {100 * c.size_ratio:.0f}% | "
+                     f"{c.speedup:.2f}× | {c.speedup_spread:.2f} | {c.size_bytes / 1e6:.2f} | "
+                     f"{100 * c.size_ratio:.0f}% | "
                      f"{'yes' if c.pareto else ''} |")
     return "\n".join(lines) + "\n"
 

@@ -2,7 +2,10 @@
 
 The fp32 pair is always measured first, in the same run and on the same rays as every variant, so
 speed figures are ratios measured side by side (the machines are noisy) and quality figures are
-deterministic (seeded calibration rays, deterministic rendering).
+deterministic (seeded calibration rays, deterministic rendering). The latency batch of every variant is
+timed interleaved with fp32 (nerf_eval.measure's paired protocol: fp32 and the variant alternate, round
+by round), and its speed-up is the median of the per-round ratios, with their interquartile range beside
+it; fp32's own row times fp32 against itself, which shows the noise floor of the run.
 """
 
 from __future__ import annotations
@@ -18,15 +21,21 @@ from tqdm.auto import tqdm
 from nerf_eval.compress import get_compressor, serialized_size
 from nerf_eval.compress.finetune import finetune
 from nerf_eval.evaluate import ViewRender, evaluate
+from nerf_eval.measure import PairedProtocol, PairedTiming, time_render_pair
 from nerf_eval.model import ModelPair, count_parameters, is_float_nerf
-from nerf_eval.render import Rays, RenderSettings, render_chunked
+from nerf_eval.render import Rays, RenderSettings
 from nerf_eval.scenes.scene import Scene
-from nerf_eval.throughput import median_time
 
 
 @dataclass
 class VariantResult:
-    """One row of a results table (fp32 or a compressor)."""
+    """One row of a results table (fp32 or a compressor).
+
+    render_time_s: wall time of rendering the evaluated views (one pass, timed apart from fp32's).
+    latency_s: median time of the latency batch, timed interleaved with fp32 (`baseline_latency_s`: fp32's
+    median in the same rounds); latency_speedup: the median of the per-round fp32/variant ratios,
+    latency_speedup_spread: their interquartile range, latency_rounds: how many rounds (fp32's own row:
+    fp32 against itself)."""
 
     name: str
     psnr: float = float("nan")
@@ -43,6 +52,9 @@ class VariantResult:
     compress_time_s: float = 0.0
     baseline_time_s: float = float("nan")
     baseline_latency_s: float = float("nan")
+    latency_speedup: float = float("nan")
+    latency_speedup_spread: float = float("nan")
+    latency_rounds: int = 0
     views: list[int] = field(default_factory=list)
     per_view: list[dict] = field(default_factory=list)
     error: str | None = None
@@ -56,25 +68,33 @@ class VariantResult:
         return cls(**{f.name: row[f.name] for f in fields(cls) if f.name in row})
 
 
-def time_render(pair: ModelPair, rays: Rays, settings: RenderSettings, repeats: int = 3) -> float:
-    """Median wall time (s) of a deterministic render of `rays` (one warm-up run first)."""
-    return median_time(lambda: render_chunked(pair, rays, settings), repeats)
+def time_render(pair: ModelPair, rays: Rays, settings: RenderSettings, repeats: int = 3,
+                reference: ModelPair | None = None) -> PairedTiming:
+    """Deterministic renders of `rays` by `pair`, timed interleaved with `reference` (default: `pair`
+    itself) over `repeats` rounds after one warm-up call each (nerf_eval.measure's paired protocol)."""
+    return time_render_pair(pair if reference is None else reference, pair, rays, settings,
+                            PairedProtocol(rounds=repeats, warmup=1), name="variant")
 
 
 def measure(name: str, pair: ModelPair, scene: Scene, views: list[int], settings: RenderSettings,
-            latency_rays: Rays | None = None, repeats: int = 3) -> tuple[VariantResult, list[ViewRender]]:
-    """Quality on `views`, serialized size, and render time of one pair."""
+            latency_rays: Rays | None = None, repeats: int = 3, reference: ModelPair | None = None
+            ) -> tuple[VariantResult, list[ViewRender]]:
+    """Quality on `views`, serialized size, render time of one pair, and the latency of `latency_rays`
+    timed interleaved with `reference` (the fp32 pair; default: the pair against itself)."""
     t0 = time.perf_counter()
     ev = evaluate(pair, scene, views, settings, progress=False)
     render_time = time.perf_counter() - t0
-    latency = time_render(pair, latency_rays, settings, repeats) if latency_rays is not None else float("nan")
     m = ev.mean
     res = VariantResult(name=name, psnr=m["psnr"], ssim=m["ssim"], flip=m.get("flip", float("nan")),
                         worst_psnr=m["worst_psnr"], worst_view=views[m["worst_view"]],
                         depth_error=m.get("depth_error", float("nan")), sharpness=m["sharpness"],
                         size_bytes=serialized_size(pair),
                         params=sum(count_parameters(n) for n in pair.networks().values()),
-                        render_time_s=render_time, latency_s=latency, views=list(views), per_view=ev.per_view)
+                        render_time_s=render_time, views=list(views), per_view=ev.per_view)
+    if latency_rays is not None:
+        t = time_render(pair, latency_rays, settings, repeats, reference)
+        res.latency_s, res.baseline_latency_s = t.latency_s, t.reference_latency_s
+        res.latency_speedup, res.latency_speedup_spread, res.latency_rounds = t.speedup, t.spread, t.rounds
     return res, ev.renders
 
 
@@ -99,7 +119,9 @@ def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[in
 
     `known` holds rows measured by an earlier run with the same settings (by name): they are reused, not
     measured again, and keep the fp32 times of their own run (`baseline_time_s`), so every speed-up stays
-    a side-by-side ratio. fp32 is always measured afresh. Each row records this run's fp32 times."""
+    a side-by-side ratio. fp32 is always measured afresh. Each row records this run's fp32 times: the
+    render time of fp32's own row, and the latency of fp32 timed interleaved with the row's variant
+    (`repeats` rounds; see `measure`)."""
     known = known or {}
     results, renders = [], {}
     base, base_renders = measure("fp32", pair, scene, views, settings, latency_rays, repeats)
@@ -107,7 +129,7 @@ def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[in
     renders["fp32"] = base_renders
 
     def fresh(res: VariantResult) -> VariantResult:
-        res.baseline_time_s, res.baseline_latency_s = base.render_time_s, base.latency_s
+        res.baseline_time_s = base.render_time_s  # baseline_latency_s: fp32 in the rounds paired with the row
         return res
 
     fresh(base)
@@ -126,7 +148,7 @@ def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[in
             if name in known:
                 res = known[name]
             else:
-                res, renders[name] = measure(name, small, scene, views, settings, latency_rays, repeats)
+                res, renders[name] = measure(name, small, scene, views, settings, latency_rays, repeats, pair)
                 res.compress_time_s = elapsed
                 fresh(res)
         except Exception as e:  # noqa: BLE001 - one failing compressor must not hide the others
@@ -138,7 +160,8 @@ def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[in
                 tuned = finetune(small, finetune_scene or scene, finetune_steps, batch_rays=finetune_rays,
                                  progress=progress, device=finetune_device)
                 elapsed += time.perf_counter() - t0
-                res, renders[ft_name] = measure(ft_name, tuned, scene, views, settings, latency_rays, repeats)
+                res, renders[ft_name] = measure(ft_name, tuned, scene, views, settings, latency_rays, repeats,
+                                                pair)
                 res.compress_time_s = elapsed
                 fresh(res)
             except Exception as e:  # noqa: BLE001
