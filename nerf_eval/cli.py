@@ -1,4 +1,4 @@
-"""`nerf-eval` command line: scene, train, evaluate, compress, autocompress, render, report, card.
+"""`nerf-eval` command line: scene, train, evaluate, compress, autocompress, render, report, card, roofline.
 
 Every subcommand turns a bad input into one line on stderr and a non-zero exit code.
 """
@@ -712,11 +712,68 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_roofline(sub) -> None:
+    p = sub.add_parser("roofline", help="this machine's GEMM rate per precision, and where each model's render "
+                                        "time goes against it: roofline.md/json/png")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--scene", required=True, help=SCENE_HELP)
+    p.add_argument("--compressors", default="fp32,bf16,int8-ptq-both",
+                   help="comma-separated names or globs (default: fp32,bf16,int8-ptq-both)")
+    p.add_argument("--rays", type=int, default=1024, help="rays of the first test view rendered (default 1024)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (default 3)")
+    p.add_argument("--calibration-rays", type=int, default=2048)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--out", type=Path, default=None, help="directory for roofline.md/json/png (default: print only)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(func=cmd_roofline)
+
+
+def cmd_roofline(args) -> int:
+    import torch
+
+    from nerf_eval.checkpoint import load_checkpoint
+    from nerf_eval.compress import REGISTRY, get_compressor
+    from nerf_eval.hardware import slow_dtype_note, slow_dtypes
+    from nerf_eval.render import RenderSettings
+    from nerf_eval.report import atomic_directory, refuse_to_replace
+    from nerf_eval.roofline import measure_roofline, roofline_markdown, roofline_plot
+    from nerf_eval.scenes import load_scene
+
+    _require(args, rays="count", rounds="count", calibration_rays="count", threads="count")
+    if args.out is not None:
+        refuse_to_replace(args.out, args.force)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = REGISTRY.select([n.strip() for n in args.compressors.split(",") if n.strip()])
+    pair = load_checkpoint(args.checkpoint).eval()
+    scene = load_scene(args.scene)
+    calibration = scene.sample_rays(args.calibration_rays, "train", 0)
+    rays = scene.rays(scene.split("test")[0])[: args.rays]
+    models = {}
+    for name in names:
+        model = pair if name == "fp32" else get_compressor(name).compress(pair, calibration)
+        slow = slow_dtypes(model)
+        if slow:
+            print(f"roofline: {name} skipped: {slow_dtype_note(slow)}", file=sys.stderr)
+            continue
+        models[name] = model
+    result = measure_roofline(models, rays, RenderSettings(white_bkgd=scene.white_bkgd), rounds=args.rounds,
+                              progress=lambda m: print(f"roofline: {m}", file=sys.stderr))
+    text = roofline_markdown(result)
+    if args.out is not None:
+        with atomic_directory(args.out, args.force) as tmp:
+            (tmp / "roofline.md").write_text(text)
+            (tmp / "roofline.json").write_text(json.dumps(result.to_dict(), indent=1))
+            roofline_plot(result, tmp / "roofline.png")
+    print(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nerf-eval", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_scene, _add_train, _add_evaluate, _add_compress, _add_autocompress, _add_render, _add_report,
-                _add_card, _add_history):
+                _add_card, _add_history, _add_roofline):
         add(sub)
     return parser
 

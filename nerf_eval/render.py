@@ -8,7 +8,10 @@ samples); evaluation is deterministic (no jitter, no density noise), so equal in
 from __future__ import annotations
 
 import contextlib
+import time
+from collections import defaultdict
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -17,6 +20,29 @@ from tqdm.auto import tqdm
 from nerf_eval.encoding import positional_encoding
 from nerf_eval.model import ModelPair, NeRFConfig
 from nerf_eval.sampling import gaussian, sample_pdf, stratified_samples
+
+
+class StageClock:
+    """Wall time per render stage (sampling, encoding, network, compositing), summed over every call.
+
+    Handed to `render_rays`/`render_chunked` by the roofline report to say where a render's time goes;
+    without one (the default) rendering pays nothing for it.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - start
+
+
+def _stage(clock: StageClock | None, name: str) -> contextlib.AbstractContextManager:
+    return contextlib.nullcontext() if clock is None else clock(name)
 
 
 @dataclass(frozen=True)
@@ -90,55 +116,61 @@ def volume_render(raw: torch.Tensor, z_vals: torch.Tensor, rays_d: torch.Tensor,
 
 
 def query_network(net: nn.Module, config: NeRFConfig, pts: torch.Tensor, viewdirs: torch.Tensor,
-                  autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
+                  autocast_dtype: torch.dtype | None = None, clock: StageClock | None = None) -> torch.Tensor:
     """Run `net` on points (R, S, 3) seen along unit view dirs (R, 3); returns fp32 raw (R, S, 4).
 
     The encoding stays in fp32; `autocast_dtype` (e.g. bf16 for training) applies to the MLP only.
     """
     n_rays, n_samples = pts.shape[:2]
-    x = positional_encoding(pts.reshape(-1, 3), config.multires)
-    if config.use_viewdirs:
-        v = positional_encoding(viewdirs, config.multires_views)
-        v = v[:, None, :].expand(n_rays, n_samples, v.shape[-1]).reshape(-1, v.shape[-1])
-        x = torch.cat([x, v], -1)
+    with _stage(clock, "encoding"):
+        x = positional_encoding(pts.reshape(-1, 3), config.multires)
+        if config.use_viewdirs:
+            v = positional_encoding(viewdirs, config.multires_views)
+            v = v[:, None, :].expand(n_rays, n_samples, v.shape[-1]).reshape(-1, v.shape[-1])
+            x = torch.cat([x, v], -1)
     ctx = (torch.autocast(x.device.type, dtype=autocast_dtype) if autocast_dtype is not None
            else contextlib.nullcontext())
-    with ctx:
-        raw = net(x)
-    return raw.float().reshape(n_rays, n_samples, -1)
+    with _stage(clock, "network"), ctx:
+        raw = net(x).float()
+    return raw.reshape(n_rays, n_samples, -1)
 
 
 def render_rays(pair: ModelPair, rays: Rays, settings: RenderSettings = RenderSettings(),
                 perturb: bool = False, raw_noise_std: float = 0.0, generator: torch.Generator | None = None,
-                autocast_dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+                autocast_dtype: torch.dtype | None = None, clock: StageClock | None = None) -> dict[str, torch.Tensor]:
     """Hierarchical rendering of one batch of rays (no chunking; see `render_chunked`).
 
     Returns the fine pass as rgb/depth/acc/weights/z_vals and the coarse pass as rgb0/depth0/acc0.
+    `clock` (optional) sums the time of each stage.
     """
     o, d = rays.origins, rays.directions
-    z = stratified_samples(rays.near, rays.far, settings.n_coarse, perturb, settings.lindisp, generator)
-    pts = o[:, None, :] + d[:, None, :] * z[..., None]
-    raw = query_network(pair.coarse, pair.config, pts, rays.viewdirs, autocast_dtype)
-    coarse = volume_render(raw, z, d, settings.white_bkgd, raw_noise_std, generator)
+    with _stage(clock, "sampling"):
+        z = stratified_samples(rays.near, rays.far, settings.n_coarse, perturb, settings.lindisp, generator)
+        pts = o[:, None, :] + d[:, None, :] * z[..., None]
+    raw = query_network(pair.coarse, pair.config, pts, rays.viewdirs, autocast_dtype, clock)
+    with _stage(clock, "compositing"):
+        coarse = volume_render(raw, z, d, settings.white_bkgd, raw_noise_std, generator)
     if pair.fine is None or settings.n_fine <= 0:
         out = dict(coarse)
         out["z_vals"] = z
         out.update(rgb0=coarse["rgb"], depth0=coarse["depth"], acc0=coarse["acc"])
         return out
-    mids = 0.5 * (z[:, 1:] + z[:, :-1])
-    z_fine = sample_pdf(mids, coarse["weights"][:, 1:-1].detach(), settings.n_fine,
-                        deterministic=not perturb, generator=generator)
-    z_all = torch.sort(torch.cat([z, z_fine.detach()], -1), -1).values
-    pts = o[:, None, :] + d[:, None, :] * z_all[..., None]
-    raw = query_network(pair.fine, pair.config, pts, rays.viewdirs, autocast_dtype)
-    fine = volume_render(raw, z_all, d, settings.white_bkgd, raw_noise_std, generator)
+    with _stage(clock, "sampling"):
+        mids = 0.5 * (z[:, 1:] + z[:, :-1])
+        z_fine = sample_pdf(mids, coarse["weights"][:, 1:-1].detach(), settings.n_fine,
+                            deterministic=not perturb, generator=generator)
+        z_all = torch.sort(torch.cat([z, z_fine.detach()], -1), -1).values
+        pts = o[:, None, :] + d[:, None, :] * z_all[..., None]
+    raw = query_network(pair.fine, pair.config, pts, rays.viewdirs, autocast_dtype, clock)
+    with _stage(clock, "compositing"):
+        fine = volume_render(raw, z_all, d, settings.white_bkgd, raw_noise_std, generator)
     fine["z_vals"] = z_all
     fine.update(rgb0=coarse["rgb"], depth0=coarse["depth"], acc0=coarse["acc"])
     return fine
 
 
 def render_chunked(pair: ModelPair, rays: Rays, settings: RenderSettings = RenderSettings(),
-                   progress: bool = False, desc: str = "render") -> dict[str, torch.Tensor]:
+                   progress: bool = False, desc: str = "render", clock: StageClock | None = None) -> dict[str, torch.Tensor]:
     """Deterministic evaluation render of any number of rays in chunks (memory bounded by the chunk).
 
     The networks' device does the work (`ModelPair.device`); rays move there a chunk at a time and the
@@ -149,7 +181,7 @@ def render_chunked(pair: ModelPair, rays: Rays, settings: RenderSettings = Rende
     starts = range(0, len(rays), settings.chunk)
     with torch.inference_mode():
         for s in tqdm(starts, desc=desc, disable=not progress, leave=False, unit="chunk"):
-            r = render_rays(pair, rays[s:s + settings.chunk].to(device), settings)
+            r = render_rays(pair, rays[s:s + settings.chunk].to(device), settings, clock=clock)
             for k in outs:
                 outs[k].append(r[k].cpu())
     return {k: torch.cat(v) if v else torch.empty(0) for k, v in outs.items()}
