@@ -14,7 +14,7 @@ from pathlib import Path
 from nerf_eval.errors import NerfEvalError
 
 SCENE_HELP = ("built-in name, Blender/LLFF directory or .npz, optionally with loader settings after a colon, "
-              "e.g. DIR:factor=4,llffhold=8,ndc=false (LLFF: factor, llffhold, ndc, recenter, bd_factor; "
+              "e.g. DIR:factor=4,llffhold=8,ndc=false (LLFF: factor, llffhold, ndc, recenter, bd_factor, spherify; "
               "Blender: white_bkgd, half_res, near, far; .npz: near, far, white_bkgd; built-in: seed, size)")
 
 

@@ -1,5 +1,6 @@
 """Scene spec strings: loader settings after a colon reach every loader, typed once, with one-line errors."""
 
+import numpy as np
 import pytest
 
 from nerf_eval.errors import SceneError
@@ -38,7 +39,7 @@ def test_a_path_without_settings_keeps_its_colons(tmp_path):
 
 
 @pytest.mark.parametrize("suffix, message", [
-    (":foo=1", "unknown llff scene setting 'foo'; known: bd_factor, factor, llffhold, ndc, recenter"),
+    (":foo=1", "unknown llff scene setting 'foo'; known: bd_factor, factor, llffhold, ndc, recenter, spherify"),
     (":factor=two", "scene setting factor='two' is not an int"),
     (":ndc=maybe", "scene setting ndc='maybe' is not true/false"),
     (":factor=2,factor=4", "scene setting 'factor' given twice"),
@@ -59,3 +60,35 @@ def test_a_setting_given_twice_ways_is_refused(tmp_path):
 def test_unknown_scene_names_stay_one_line():
     with pytest.raises(SceneError, match="nope: unknown scene"):
         parse_scene_spec("nope")
+
+
+def inward_poses(n: int, centre: np.ndarray, radius: float) -> np.ndarray:
+    """Cameras on a ring above `centre`, each looking at it (OpenGL: the camera looks down its -z)."""
+    out = []
+    for k in range(n):
+        a = 2 * np.pi * k / n
+        pos = centre + radius * np.array([np.cos(a), np.sin(a), 0.5])
+        back = (pos - centre) / np.linalg.norm(pos - centre)
+        right = np.cross([0.0, 0.0, 1.0], back)
+        right /= np.linalg.norm(right)
+        m = np.eye(4)
+        m[:3, :4] = np.stack([right, np.cross(back, right), back, pos], 1)
+        out.append(m)
+    return np.stack(out)
+
+
+def test_spherify_centres_inward_cameras_at_unit_distance(tmp_path):
+    write_llff(tmp_path, inward_poses(8, np.array([3.0, -2.0, 1.0]), 5.0))
+    scene = load_scene(f"{tmp_path}:spherify=true,ndc=false,factor=1,bd_factor=none,recenter=false")
+    pos = scene.poses[:, :3, 3].double().numpy()
+    np.testing.assert_allclose(np.sqrt((pos ** 2).sum(-1).mean()), 1.0, atol=1e-6)
+    # every camera still looks at the (new) origin: its back axis is along its position
+    back = scene.poses[:, :3, 2].double().numpy()
+    np.testing.assert_allclose((back * pos).sum(-1) / np.linalg.norm(pos, axis=-1), 1.0, atol=1e-5)
+    assert scene.near > 0 and not scene.ndc and scene.meta["spherify"]
+
+
+def test_spherify_needs_ndc_off(tmp_path):
+    write_llff(tmp_path, inward_poses(4, np.zeros(3), 2.0))
+    with pytest.raises(SceneError, match="spherify .* renders without NDC; add ndc=false"):
+        load_scene(f"{tmp_path}:spherify=1")

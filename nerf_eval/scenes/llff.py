@@ -95,13 +95,35 @@ def _downsample(img: np.ndarray, factor: int) -> np.ndarray:
     return F.interpolate(t, size=(h, w), mode="area")[0].permute(1, 2, 0).numpy()
 
 
+def spherify_poses(poses: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre a 360-degree capture (poses (N, 3, 4)) on the point nearest every camera's optical axis, with
+    z along the mean direction from it to the cameras, and scale it to a mean camera distance of 1.
+
+    nerf-pytorch's `spherify` for inward-facing LLFF captures (its render path aside); rendered without NDC.
+    """
+    dirs, origins = poses[:, :3, 2], poses[:, :3, 3]
+    proj = np.eye(3)[None] - dirs[:, :, None] * dirs[:, None, :]  # projects onto the plane normal to each axis
+    centre = np.linalg.solve(proj.sum(0), (proj @ origins[:, :, None]).sum(0))[:, 0]
+    z = _normalize((origins - centre).mean(0))
+    x = _normalize(np.cross([0.1, 0.2, 0.3], z))
+    frame = np.eye(4)
+    frame[:3] = np.stack([x, np.cross(z, x), z, centre], 1)
+    full = np.concatenate([poses[:, :3, :4], np.broadcast_to([[[0.0, 0.0, 0.0, 1.0]]], (len(poses), 1, 4))], 1)
+    out = (np.linalg.inv(frame) @ full)[:, :3, :4]
+    radius = np.sqrt(np.mean(np.sum(out[:, :3, 3] ** 2, -1)))
+    out[:, :3, 3] /= radius
+    return out, bounds / radius
+
+
 def load_llff(root: str | Path, factor: int = 8, recenter: bool = True, bd_factor: float | None = 0.75,
-              ndc: bool = True, llffhold: int = 8) -> Scene:
+              ndc: bool = True, llffhold: int = 8, spherify: bool = False) -> Scene:
     """Load an LLFF scene directory as nerf-pytorch's `load_llff_data` + `run_nerf.py` set it up.
 
     Test views are every `llffhold`-th image (the view nearest the average pose when llffhold <= 0);
-    val is the same as test; train is the rest. Images are read from `images_{factor}/` when it exists,
-    else from `images/` and downsampled by `factor` with an area filter.
+    val is the same as test (as in nerf-pytorch); train is the rest. Images are read from
+    `images_{factor}/` when it exists, else from `images/` and downsampled by `factor` with an area filter.
+    `spherify` (360-degree captures) centres and scales the cameras as `spherify_poses` says; it needs
+    `ndc=False`.
     """
     root = Path(root)
     if not root.is_dir():
@@ -115,6 +137,8 @@ def load_llff(root: str | Path, factor: int = 8, recenter: bool = True, bd_facto
         raise SceneError(f"{root}: bd_factor must be a positive number or None, got {bd_factor!r}")
     if isinstance(llffhold, bool) or not isinstance(llffhold, (int, np.integer)):
         raise SceneError(f"{root}: llffhold must be an integer, got {llffhold!r}")
+    if spherify and ndc:
+        raise SceneError(f"{root}: spherify (a 360-degree capture) renders without NDC; add ndc=false")
     raw_poses, bounds = _read_poses_bounds(root / "poses_bounds.npy")
     img_dir, resize = _image_dir(root, factor)
     files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -144,6 +168,14 @@ def load_llff(root: str | Path, factor: int = 8, recenter: bool = True, bd_facto
         if not np.isfinite(poses).all():
             raise SceneError(f"{root / 'poses_bounds.npy'}: the cameras have no well-defined average pose "
                              "(their view or up axes cancel out); cannot recentre them")
+    if spherify:
+        try:
+            with np.errstate(all="ignore"):
+                poses, bounds = spherify_poses(poses, bounds)
+        except np.linalg.LinAlgError:
+            poses = np.full_like(poses, np.nan)
+        if not np.isfinite(poses).all():
+            raise SceneError(f"{root / 'poses_bounds.npy'}: the camera axes are parallel; no centre to spherify on")
     n = len(poses)
     if llffhold > 0:
         test = list(range(0, n, llffhold))
@@ -157,5 +189,6 @@ def load_llff(root: str | Path, factor: int = 8, recenter: bool = True, bd_facto
     scene = Scene(name=root.name, images=torch.from_numpy(np.stack(images)).float(),
                  poses=torch.from_numpy(c2w).float(), focal=focal, near=near, far=far, splits=splits,
                  white_bkgd=False, ndc=ndc, source=f"llff:{root.resolve().name}",
-                 meta={"factor": factor, "scale": scale, "bounds": [float(bounds.min()), float(bounds.max())]})
+                 meta={"factor": factor, "scale": scale, "bounds": [float(bounds.min()), float(bounds.max())],
+                       "spherify": spherify})
     return scene.check(str(root))
