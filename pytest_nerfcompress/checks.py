@@ -1,9 +1,11 @@
 """The objects the `nerf_evaluator` and `nerf_gate` fixtures return, bound to one test.
 
 The evaluator measures a model (quality, size, latency) and publishes the record: into the test's
-`user_properties` (for the summary, also across pytest-xdist workers) and, when the test uses
-pytest-benchmark's `benchmark`, into its `extra_info` so saved runs keep it. The gate applies the
-thresholds (option < compressor registration < marker < call) and the saved-run comparison.
+`user_properties` (for the summary, also across pytest-xdist workers, and for saved runs) and, when the
+test uses pytest-benchmark's `benchmark`, into its `extra_info`. The gate applies the thresholds
+(option < compressor registration < marker < call). The comparison with a saved run is not the gate's:
+`saved_run_outcome` applies it to every record a test published, after the test ran, whatever fixtures
+the test used (see NerfSession.pytest_runtest_call).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pytest
 from pytest_nerfcompress.fixtures import one_line_errors
 from pytest_nerfcompress.gates import GateError, GateSpec, Outcome, check_saved
 from pytest_nerfcompress.record import EXTRA_INFO_KEY, Record, publish
-from pytest_nerfcompress.storage import SavedRunError, compare_request
+from pytest_nerfcompress.storage import SavedRunError
 
 if TYPE_CHECKING:
     from nerf_eval.model import ModelPair
@@ -118,7 +120,6 @@ class Gate:
         bench = benchmark_of(self.request)
         if record.latency_s is None and bench is not None:
             record.latency_s = benchmark_latency(bench)
-        skipped: list[str] = []
         try:
             spec = self.spec(record, limits, thresholds)
         except GateError as e:  # a misspelt gate must fail, not pass unchecked
@@ -128,50 +129,46 @@ class Gate:
             with one_line_errors(record.target, self.request.node, record.name):
                 base = self.evaluator.baseline_for(record)
             outcome = spec.check(record.name, vars(record), vars(base), self.evaluator.workbench.timing_note)
-            if bench is not None:
-                outcome.extend(self.saved_run_checks(record, skipped))
         with one_line_errors(record.target, self.request.node, record.name):
             self.evaluator.publish(record)
         publish(self.request.node, {"kind": "gate", "target": record.target, "name": record.name,
-                               "failures": outcome.failures, "warnings": outcome.warnings,
-                               "checked": outcome.checked, "skipped": skipped})
+                                    "failures": outcome.failures, "warnings": outcome.warnings,
+                                    "checked": outcome.checked, "skipped": []})
         for line in outcome.warnings:
             warnings.warn(NerfCompressWarning(line), stacklevel=2)
         if outcome.failures:
             pytest.fail("\n".join(outcome.failures), pytrace=False)
-        if skipped:
-            pytest.skip("; ".join(skipped))
         return outcome
 
-    def saved_run_checks(self, record: Record, skipped: list[str]) -> Outcome:
-        """Compare with the run --benchmark-compare names; a missing or incomparable baseline follows
-        --nerf-missing-baseline (warn, fail or skip), never a silent pass."""
-        out = Outcome()
-        compare = compare_request(self.request.config)
-        if compare is None:
-            return out
-        policy = self.session.options.missing_baseline
 
-        def missing(message: str) -> None:
-            {"warn": out.warnings, "fail": out.failures, "skip": skipped}[policy].append(message)
+def saved_run_outcome(session: "NerfSession", compare: bool | str, nodeid: str, record: dict,
+                      skipped: list[str]) -> Outcome:
+    """Compare one published record with the runs --benchmark-compare names; a missing or incomparable
+    baseline follows --nerf-missing-baseline (warn, fail or skip: appended to `skipped`), never a
+    silent pass."""
+    out = Outcome()
+    policy = session.options.missing_baseline
+    name = str(record.get("name", ""))
 
-        try:
-            runs = self.session.saved_runs(compare)
-        except SavedRunError as e:
-            out.failures.append(f"{record.name}: {e}")
-            return out
-        if not runs:
-            which = "" if compare is True else f" matching {compare!r}"
-            missing(f"{record.name}: no saved benchmark run{which} to compare with (--benchmark-compare); "
-                    "quality not compared")
-        nodeid = self.request.node.nodeid
-        for run in runs:
-            saved = run.quality(nodeid)
-            if saved is None:
-                missing(f"{record.name}: saved run {run.source} has no quality metrics for {nodeid}")
-            elif (reason := record.mismatch(saved)) is not None:
-                missing(f"{record.name}: not compared with saved run {run.source}: {reason}")
-            else:
-                out.extend(check_saved(record.name, vars(record), saved, run.source, self.session.tolerances))
+    def missing(message: str) -> None:
+        {"warn": out.warnings, "fail": out.failures, "skip": skipped}[policy].append(message)
+
+    try:
+        runs = session.saved_runs(compare)
+    except SavedRunError as e:
+        out.failures.append(f"{name}: {e}")
         return out
-
+    if not runs:
+        which = "" if compare is True else f" matching {compare!r}"
+        missing(f"{name}: no saved benchmark run{which} to compare with (--benchmark-compare); "
+                "quality not compared")
+    current = Record.from_dict(record)
+    for run in runs:
+        saved = run.quality(nodeid, name)
+        if saved is None:
+            missing(f"{name}: saved run {run.source} has no quality metrics for {nodeid}")
+        elif (reason := current.mismatch(saved)) is not None:
+            missing(f"{name}: not compared with saved run {run.source}: {reason}")
+        else:
+            out.extend(check_saved(name, record, saved, run.source, session.tolerances))
+    return out

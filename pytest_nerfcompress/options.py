@@ -1,7 +1,10 @@
 """Command-line options and ini keys of the plugin, and their resolved values for one session.
 
 Every option `--nerf-x-y` has the ini key `nerf_x_y`; the command line wins over the ini file, and
-`--nerf-quick` changes only the defaults (an explicit value always wins). Nothing here imports torch.
+`--nerf-quick` changes only the defaults (an explicit value always wins). Relative paths, wherever they
+are given, are taken from the rootdir (as the default checkpoint path is), so a run started from a
+subdirectory measures the same files. A value of the wrong form is a one-line usage error at
+configuration time, before anything is collected. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -17,14 +20,15 @@ MISSING_BASELINE_POLICIES = ("warn", "fail", "skip")
 
 # name: (help, normal default, quick default); all are plain strings on the command line.
 VALUE_OPTIONS: dict[str, tuple[str, str, str]] = {
-    "scene": ("scene: built-in name, Blender/LLFF directory or .npz file", DEFAULT_SCENE, DEFAULT_SCENE),
+    "scene": ("scene: built-in name, Blender/LLFF directory or .npz file (relative paths: to the rootdir)",
+              DEFAULT_SCENE, DEFAULT_SCENE),
     "checkpoint": ("float checkpoint of the scene (relative paths: to the rootdir)", "", ""),
     "compressors": ("compressors to run: comma-separated names or globs", "", ""),
     "views": ("test views: a count (spread over the test split), positions '0,8' or 'all'", "2", "1"),
     "scale": ("resolution scale of the evaluation views, in (0, 1]", "0.5", "0.5"),
     "samples": ("coarse,fine samples per ray for evaluation and latency", "64,128", "64,128"),
     "max-psnr-drop": ("default gate: allowed PSNR drop in dB below fp32 in the same run", "", ""),
-    "report-dir": ("write results.json and the rendered views here", "", ""),
+    "report-dir": ("write results.json and the rendered views here (relative paths: to the rootdir)", "", ""),
     "latency-rays": ("rays in the fixed latency batch", "256", "256"),
     "latency-rounds": ("timed rounds per latency measurement (the minimum is kept)", "3", "1"),
     "calibration-rays": ("calibration rays (training views) handed to compressors", "2048", "1024"),
@@ -36,7 +40,17 @@ SHOWN_DEFAULTS = {"checkpoint": "checkpoints/<scene name>/checkpoint.pt", "compr
 LIST_OPTIONS: dict[str, str] = {
     "gate": "default gate, repeatable: 'psnr_drop=0.3', 'size_ratio=0.5', 'psnr>=30', 'size<=2MB'",
     "compare-fail": "quality regression vs the --benchmark-compare run, repeatable: 'psnr:0.1', "
-                    "'ssim:0.005', 'size:2%%' (default psnr:0.1 and size:0)",
+                    "'ssim:0.005', 'size:2%%', 'latency:20%%' (default psnr:0.1, size:0 and latency:20%%; "
+                    "latency only warns)",
+}
+
+FLAG_OPTIONS: dict[str, str] = {
+    "quick": "quick mode: 1 view instead of 2, 1024 calibration rays instead of 2048, one timed round "
+             "instead of 3 (the latency batch is the same)",
+    "accept": "let --benchmark-autosave/--benchmark-save keep a run whose quality gates failed, as the "
+              "next baseline (like pytest-regressions' --force-regen)",
+    "cross-scene": "measure a checkpoint on a scene other than the one it records that it was trained on "
+                   "(otherwise that is an error)",
 }
 
 
@@ -57,9 +71,10 @@ def add_options(parser: pytest.Parser) -> None:
         group.addoption(f"--nerf-{name}", dest=ini_name(name), action="append", default=None,
                         metavar="EXPR", help=f"{text} (ini: {ini_name(name)}, one per line)")
         parser.addini(ini_name(name), text.replace("%%", "%"), type="linelist", default=[])
-    group.addoption("--nerf-quick", dest="nerf_quick", action="store_true", default=None,
-                    help="quick mode: fewer views, a smaller latency batch, one timed round (ini: nerf_quick)")
-    parser.addini("nerf_quick", "quick mode (see --nerf-quick)", type="bool", default=False)
+    for name, text in FLAG_OPTIONS.items():
+        group.addoption(f"--nerf-{name}", dest=ini_name(name), action="store_true", default=None,
+                        help=f"{text} (ini: {ini_name(name)})")
+        parser.addini(ini_name(name), text, type="bool", default=False)
 
 
 @dataclass(frozen=True)
@@ -83,6 +98,8 @@ class NerfOptions:
     gates: tuple[str, ...]
     compare_fail: tuple[str, ...]
     quick: bool
+    accept: bool = False
+    cross_scene: bool = False
 
 
 def _raw(config: pytest.Config, name: str, quick: bool) -> tuple[str, str]:
@@ -109,23 +126,43 @@ def _number(name: str, value: str, kind: type, low: float, high: float | None = 
     return x
 
 
-def _path(config: pytest.Config, value: str, where: str) -> Path:
-    """A path from the command line is relative to the invocation directory, from ini or the
-    defaults to the rootdir (pytest's own convention for ini paths)."""
+def _path(config: pytest.Config, value: str) -> Path:
+    """`value` as an absolute path: relative ones are taken from the rootdir, from the command line as
+    from the ini file, so the help's one rule holds whatever directory pytest is started in."""
     p = Path(value).expanduser()
-    if p.is_absolute():
-        return p
-    base = config.invocation_params.dir if where == "cli" else config.rootpath
-    return base / p
+    return p if p.is_absolute() else config.rootpath / p
+
+
+def _flag(config: pytest.Config, name: str) -> bool:
+    return bool(config.getoption(ini_name(name)) or config.getini(ini_name(name)))
+
+
+def check_views_form(spec: str) -> None:
+    """Refuse a --nerf-views value that no scene could read ('a,b', '0', '-1,2'); whether the positions
+    exist in the scene's test split is checked once the scene is loaded."""
+    spec = spec.strip()
+    if spec == "all":
+        return
+    try:
+        if "," in spec:
+            positions = [int(s) for s in spec.split(",") if s.strip()]
+            ok = bool(positions) and min(positions) >= 0
+        else:
+            ok = int(spec) >= 1
+    except ValueError:
+        ok = False
+    if not ok:
+        raise pytest.UsageError(f"--nerf-views={spec!r}: expected a count >= 1, positions >= 0 like '0,8' "
+                                "(one position: '5,') or 'all'")
 
 
 def resolve(config: pytest.Config) -> NerfOptions:
     """Read every option (command line over ini over defaults) and check its form."""
-    quick = bool(config.getoption("nerf_quick") or config.getini("nerf_quick"))
+    quick = _flag(config, "quick")
     raw = {name: _raw(config, name, quick) for name in VALUE_OPTIONS}
-    scene, scene_where = raw["scene"]
+    scene = raw["scene"][0]
     if "/" in scene or scene.endswith(".npz") or Path(scene).suffix:
-        scene = str(_path(config, scene, scene_where))
+        scene = str(_path(config, scene))
     ckpt, ckpt_where = raw["checkpoint"]
     if not ckpt:
         ckpt = CHECKPOINT_PATTERN.format(scene=scene_name(scene))
@@ -139,14 +176,15 @@ def resolve(config: pytest.Config) -> NerfOptions:
         raise pytest.UsageError(f"--nerf-missing-baseline={policy!r}: choose one of "
                                 f"{', '.join(MISSING_BASELINE_POLICIES)}")
     drop = raw["max-psnr-drop"][0]
-    report = raw["report-dir"]
+    report = raw["report-dir"][0]
+    check_views_form(raw["views"][0])
     lists = {}
     for name in LIST_OPTIONS:
         cli = config.getoption(ini_name(name))
         lists[name] = tuple(cli if cli is not None else config.getini(ini_name(name)))
     return NerfOptions(
         scene=scene,
-        checkpoint=_path(config, ckpt, ckpt_where),
+        checkpoint=_path(config, ckpt),
         checkpoint_is_default=ckpt_where == "default",
         compressors=tuple(s.strip() for s in raw["compressors"][0].split(",") if s.strip()),
         views=raw["views"][0].strip(),
@@ -154,7 +192,7 @@ def resolve(config: pytest.Config) -> NerfOptions:
         n_coarse=n_coarse,
         n_fine=n_fine,
         max_psnr_drop=_number("max-psnr-drop", drop, float, 0.0) if drop else None,
-        report_dir=_path(config, report[0], report[1]) if report[0] else None,
+        report_dir=_path(config, report) if report else None,
         latency_rays=_number("latency-rays", raw["latency-rays"][0], int, 1),
         latency_rounds=_number("latency-rounds", raw["latency-rounds"][0], int, 1),
         calibration_rays=_number("calibration-rays", raw["calibration-rays"][0], int, 1),
@@ -162,6 +200,8 @@ def resolve(config: pytest.Config) -> NerfOptions:
         gates=lists["gate"],
         compare_fail=lists["compare-fail"],
         quick=quick,
+        accept=_flag(config, "accept"),
+        cross_scene=_flag(config, "cross-scene"),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_nerfcompress import hookspecs
-from pytest_nerfcompress.fixtures import (nerf_calibration_rays, nerf_compressed, nerf_compressor,  # noqa: F401
+from pytest_nerfcompress.fixtures import (_nerf_known_failure, nerf_calibration_rays, nerf_compressed, nerf_compressor,  # noqa: F401
                                           nerf_evaluator, nerf_gate, nerf_latency_rays, nerf_options,
                                           nerf_pair, nerf_scene, nerf_session, nerf_target, nerf_workbench)
 from pytest_nerfcompress.options import add_options

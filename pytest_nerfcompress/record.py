@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-EXTRA_INFO_KEY = "nerfcompress"
+EXTRA_INFO_KEY = "nerfcompress"  # also the saved run's section of records (nerf_eval.history.SAVED_KEY)
 PROPERTY_KEY = "nerfcompress"
 
 

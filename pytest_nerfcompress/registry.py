@@ -117,14 +117,42 @@ def add_declared(registry: Registry, modules: Iterable[types.ModuleType]) -> Non
                 registry.add(as_compressor(decl.name, obj, decl.gates, f"{where}: {decl.name}"))
 
 
-@dataclass(frozen=True)
-class Choice:
-    """One compressor a test runs. Equality (which pytest's fixture cache uses) is by name and by the
-    registry's scope, so same-named compressors from different conftests stay apart."""
+class Choice(str):
+    """One compressor a test runs: its name, as a plain string, carrying the registry it comes from.
 
-    name: str
+    Being a `str`, it is what pytest-benchmark writes into saved runs as the test's parameter (a plain
+    name, no object repr and no paths), and what `--benchmark-group-by param:nerf_compressor` groups by.
+    Equality (which pytest's fixture cache uses) also compares the registry's scope, so same-named
+    compressors from different conftests stay apart."""
+
     scope: str
-    registry: Registry = field(compare=False, hash=False, repr=False)
+    registry: Registry
+
+    def __new__(cls, name: str, scope: str, registry: Registry) -> "Choice":
+        self = super().__new__(cls, name)
+        self.scope = scope
+        self.registry = registry
+        return self
+
+    @property
+    def name(self) -> str:
+        return str(self)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Choice):
+            return str.__eq__(self, other) and self.scope == other.scope
+        return str.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = str.__hash__
+
+    def __repr__(self) -> str:
+        return str.__repr__(self)
+
+    def __reduce__(self) -> tuple:  # pickled (pytest-xdist, copies) as the plain name
+        return (str, (str(self),))
 
     def build(self, request: pytest.FixtureRequest) -> Compressor:
         comp = self.registry.get(self.name)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nerfcompress.record import EXTRA_INFO_KEY
 
 
 class SavedRunError(ValueError):
@@ -22,23 +21,21 @@ class SavedRunError(ValueError):
 
 @dataclass(frozen=True)
 class SavedRun:
-    """One saved run: its file and its benchmarks by full name (the test node id)."""
+    """One saved run: its file and its parsed content."""
 
     path: Path
-    benchmarks: dict[str, dict]
+    data: dict
 
     @property
     def source(self) -> str:
         return self.path.name
 
-    def quality(self, fullname: str) -> dict | None:
-        """The plugin's metrics saved for benchmark `fullname`, or None when it has none."""
-        bench = self.benchmarks.get(fullname)
-        if bench is None:
-            return None
-        info = bench.get("extra_info")
-        record = info.get(EXTRA_INFO_KEY) if isinstance(info, dict) else None
-        return record if isinstance(record, dict) else None
+    def quality(self, nodeid: str, name: str) -> dict | None:
+        """The record of model `name` that test `nodeid` saved (in its benchmark's extra_info or in the
+        file's nerfcompress section, see nerf_eval.history), or None when it has none."""
+        from nerf_eval.history import find_record  # imports torch (through nerf_eval): only when comparing
+
+        return find_record(self.data, nodeid, name)
 
 
 def compare_request(config: pytest.Config) -> bool | str | None:
@@ -75,4 +72,4 @@ def load_saved_run(path: Path) -> SavedRun:
     if not isinstance(benches, list) or not all(isinstance(b, dict) and "fullname" in b for b in benches):
         raise SavedRunError(f"{path}: not a pytest-benchmark saved run (no 'benchmarks' list of entries "
                             "with 'fullname')")
-    return SavedRun(Path(path), {b["fullname"]: b for b in benches})
+    return SavedRun(Path(path), data)

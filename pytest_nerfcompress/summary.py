@@ -32,14 +32,18 @@ class Row:
     errors: list[str] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
     tests_failed: int = 0
+    tests_xfailed: int = 0
     skipped: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
+        """ERROR, FAIL, XFAIL (failed as declared: Target.known_failures), skip, warn, pass or n/a."""
         if self.errors:
             return "ERROR"
-        if self.failures or self.tests_failed:
+        if self.tests_failed:
             return "FAIL"
+        if self.failures:
+            return "XFAIL" if self.tests_xfailed else "FAIL"
         if self.skipped and not self.checked:
             return "skip"
         if self.warnings:
@@ -64,12 +68,14 @@ class Summary:
         self._seen: set[tuple[str, int]] = set()
         self._node_rows: dict[str, set[tuple[str, str]]] = {}
         self._failed_nodes: set[str] = set()
+        self._xfailed_nodes: set[str] = set()
 
     def row(self, target: str, name: str) -> Row:
         return self.rows.setdefault((target, name), Row(target, name))
 
-    def add_report(self, nodeid: str, outcome: str, user_properties: list) -> None:
-        """Take the plugin's entries from one report (each entry once) and the report's outcome."""
+    def add_report(self, nodeid: str, outcome: str, user_properties: list, xfailed: bool = False) -> None:
+        """Take the plugin's entries from one report (each entry once) and the report's outcome
+        (`xfailed`: the test failed as an expected failure)."""
         for i, prop in enumerate(user_properties or ()):
             if not (isinstance(prop, (tuple, list)) and len(prop) == 2 and prop[0] == PROPERTY_KEY):
                 continue
@@ -81,6 +87,10 @@ class Summary:
             self._failed_nodes.add(nodeid)
             for key in self._node_rows.get(nodeid, ()):
                 self.rows[key].tests_failed += 1
+        if xfailed and nodeid not in self._xfailed_nodes:
+            self._xfailed_nodes.add(nodeid)
+            for key in self._node_rows.get(nodeid, ()):
+                self.rows[key].tests_xfailed += 1
 
     def _add_entry(self, nodeid: str, entry: dict) -> None:
         row = self.row(entry.get("target", ""), entry.get("name", ""))
@@ -119,7 +129,8 @@ class Summary:
         """One line per error, failure and warning, by row."""
         out = []
         for row in self.rows.values():
-            out += [f"ERROR {m}" for m in row.errors] + [f"FAIL  {m}" for m in row.failures]
+            failed = "XFAIL" if row.status == "XFAIL" else "FAIL "
+            out += [f"ERROR {m}" for m in row.errors] + [f"{failed} {m}" for m in row.failures]
             out += [f"warn  {m}" for m in row.warnings]
         return out
 

@@ -17,6 +17,7 @@ import torch
 from nerf_eval.checkpoint import save_checkpoint
 from nerf_eval.model import ModelPair, NeRFConfig
 from nerf_eval.render import RenderSettings, render_chunked
+from nerf_eval.scenes import load_scene
 from nerf_eval.scenes.blender import write_blender
 from nerf_eval.scenes.procedural import make_scene
 
@@ -33,8 +34,10 @@ def tiny_pair(seed: int = 0) -> ModelPair:
     return pair.eval()
 
 
-def write_tiny_target(directory: str | Path, size: int = 8, seed: int = 0) -> dict[str, Path]:
-    """Write `scene/` (Blender layout, the built-in object scene's cameras) and `tiny.pt`."""
+def write_tiny_target(directory: str | Path, size: int = 8, seed: int = 0,
+                      recorded_scene: str | None = None) -> dict[str, Path]:
+    """Write `scene/` (Blender layout, the built-in object scene's cameras) and `tiny.pt`, which records
+    that it was trained on that scene (as `nerf-eval train` does), or on `recorded_scene` when given."""
     directory = Path(directory)
     pair = tiny_pair(seed)
     scene, _ = make_scene("object", size=size)
@@ -43,7 +46,8 @@ def write_tiny_target(directory: str | Path, size: int = 8, seed: int = 0) -> di
               for i in range(scene.images.shape[0])]
     scene = dataclasses.replace(scene, images=torch.stack(images).clamp(0, 1))
     write_blender(scene, directory / "scene")
-    save_checkpoint(directory / "tiny.pt", pair, overwrite=True)
+    recorded = recorded_scene or load_scene(directory / "scene").source
+    save_checkpoint(directory / "tiny.pt", pair, meta={"scene": recorded}, overwrite=True)
     return {"scene": directory / "scene", "checkpoint": directory / "tiny.pt"}
 
 

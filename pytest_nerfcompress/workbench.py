@@ -2,8 +2,9 @@
 calibration and latency rays, each compressed model, and each model's evaluation record.
 
 A thin layer over nerf_eval: loading, compressing, rendering and metrics are the library's; this module
-adds validation of what compressors return, caching and timing. All failures are NerfEvalError
-subclasses with one-line messages naming the scene, checkpoint or compressor.
+adds validation of what compressors return, caching and timing, and checks that the checkpoint belongs
+to the scene (see provenance.py). All failures are NerfEvalError subclasses with one-line
+messages naming the scene, checkpoint or compressor.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from nerf_eval.errors import CheckpointError, CompressorError, NerfEvalError, Sc
 from nerf_eval.evaluate import evaluate
 from nerf_eval.model import ModelPair
 from nerf_eval.render import Rays, RenderSettings, render_chunked
-from nerf_eval.scenes import Scene, load_scene
+from nerf_eval.scenes import Scene, load_scene, parse_scene_spec
 from pytest_nerfcompress.cache import EvalCache, digest, model_fingerprint, tensors_fingerprint, write_npz
+from pytest_nerfcompress.provenance import check_card, check_scene, missing_checkpoint_message, portable
 from pytest_nerfcompress.options import NerfOptions, parse_views
 from pytest_nerfcompress.record import Record
 from pytest_nerfcompress.target import Target
@@ -35,7 +37,7 @@ PROBE_ROWS = 4
 
 
 class CheckpointMissing(CheckpointError):
-    """The default checkpoint does not exist yet (the tests that need it are skipped)."""
+    """An `optional` target's checkpoint does not exist yet (the tests that need it are skipped)."""
 
 
 @dataclass
@@ -87,9 +89,10 @@ class Workbench:
     """One target's data and models; `timing_note` is None when latency may be measured, else why not."""
 
     def __init__(self, target: Target, options: NerfOptions, cache: EvalCache,
-                 timing_note: str | None = None) -> None:
+                 timing_note: str | None = None, root: Path | None = None) -> None:
         self.target = target
         self.options = options
+        self.root = root  # records name files relative to it (saved runs carry no machine paths)
         self.cache = cache
         self.timing_note = timing_note
         self._compressed: dict[int, tuple[Compressor, CompressedModel | CompressorError]] = {}
@@ -129,12 +132,19 @@ class Workbench:
 
     @cached_property
     def pair(self) -> ModelPair:
-        """The fp32 model pair of the target's checkpoint."""
+        """The fp32 model pair of the target's checkpoint, once it is known to belong to the scene: the
+        scene it records having been trained on is the scene under test (unless --nerf-cross-scene),
+        and a model card next to it describes this file."""
         path = Path(self.target.checkpoint)
-        if self.target.optional and not path.exists():
-            raise CheckpointMissing(f"{path}: checkpoint not found (train it with `nerf-eval train --scene "
-                                    f"{self.target.scene}` or pass --nerf-checkpoint)")
-        return load_checkpoint(path).eval()
+        parse_scene_spec(self.target.scene)  # a misspelt scene is reported as such, before its checkpoint
+        if not path.exists():
+            message = missing_checkpoint_message(path, self.target.scene, self.options)
+            raise (CheckpointMissing if self.target.optional else CheckpointError)(message)
+        pair = load_checkpoint(path).eval()
+        check_card(path)
+        if not self.options.cross_scene:
+            check_scene(path, pair.meta.get("scene"), self.target.scene, self.scene.source)
+        return pair
 
     @cached_property
     def settings(self) -> RenderSettings:
@@ -219,8 +229,8 @@ class Workbench:
         if self.options.report_dir is not None:
             self._write_renders(name, arrays)
         return Record(
-            name=name, target=self.target.name, scene=str(self.target.scene),
-            checkpoint=str(self.target.checkpoint), checkpoint_sha256=self.checkpoint_sha256,
+            name=name, target=self.target.name, scene=portable(self.target.scene, self.root),
+            checkpoint=portable(self.target.checkpoint, self.root), checkpoint_sha256=self.checkpoint_sha256,
             settings=self.record_settings, psnr=metrics.get("psnr"), ssim=metrics.get("ssim"),
             flip=metrics.get("flip"), worst_psnr=metrics.get("worst_psnr"), worst_view=metrics.get("worst_view"),
             depth_error=metrics.get("depth_error"), sharpness=metrics.get("sharpness"),
