@@ -7,6 +7,7 @@ reason. Passing --nerf-scene or --nerf-checkpoint measures that one target inste
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -22,6 +23,8 @@ SHIPPED = {  # target name: (scene spec, run directory, evaluation scale relativ
     "object": ("object", "checkpoints/object", 1.0),
     "forward": ("forward", "checkpoints/forward", 1.0),
     "lego": ("../shared/data/lego_200", "checkpoints/lego", 0.5),  # 200x200: the pixel count of the others
+    # the real LLFF capture at images_8 (504x378); a quarter of --nerf-scale keeps about the pixel count of the others
+    "flower": ("../shared/data/nerf_llff_data/flower", "checkpoints/flower", 0.25),
 }
 # Without --nerf-compressors, `object` runs every registered compressor and the other targets this
 # headline set (the reference report's int8-both and pruned-30% variants, and the pruning that beats
@@ -30,6 +33,25 @@ SHIPPED = {  # target name: (scene spec, run directory, evaluation scale relativ
 # 0.85) runs at its point in this set only (the sweep is `nerf-eval report`'s job, see
 # reports/object-pruning-table), and mixed:40 (about 80 s of search per target) runs on `object` only.
 HEADLINE = ("fp32", "int8-ptq-both", "prune-activation:0.3", "prune-activation-obs:0.3")
+# Gate failures measured on the shipped checkpoints (results, not bugs in the suite), declared per target
+# name so that `pytest benchmarks/` stays green while they fail as measured: they run as strict xfail,
+# the reason shown gets the figure measured in that run, and one that starts to pass fails the run.
+# They apply to a shipped checkpoint only (also when --nerf-scene names its scene).
+PRUNE_REASON = "the reference report's pruning method, post-training, misses its 1 dB gate"
+KNOWN_FAILURES = {
+    "object": {"prune-activation:0.3": PRUNE_REASON},
+    "forward": {"prune-activation:0.3": PRUNE_REASON,
+                "prune-activation-obs:0.3": "loses more than its 1 dB gate on forward's two test views"},
+    "lego": {"prune-activation:0.3": PRUNE_REASON},
+}
+
+
+def known_failures(target: pytest_nerfcompress.Target) -> dict[str, str]:
+    """The declared failures of `target` if it measures the shipped checkpoint of its name."""
+    shipped = SHIPPED.get(target.name)
+    if shipped is None or Path(target.checkpoint).resolve() != (ROOT / shipped[1] / "checkpoint.pt").resolve():
+        return {}
+    return KNOWN_FAILURES.get(target.name, {})
 
 
 def _explicit_target(config: pytest.Config) -> bool:
@@ -67,7 +89,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def shipped_target(request: pytest.FixtureRequest, nerf_options) -> pytest_nerfcompress.Target:
     if request.param == "cli":
-        return pytest_nerfcompress.Target.from_options(nerf_options)
+        target = pytest_nerfcompress.Target.from_options(nerf_options)
+        return dataclasses.replace(target, known_failures=known_failures(target))
     scene, run_dir, scale = SHIPPED[request.param]
     run = ROOT / run_dir
     if not (run / "model_card.json").exists():
@@ -75,8 +98,9 @@ def shipped_target(request: pytest.FixtureRequest, nerf_options) -> pytest_nerfc
                     f"train it with `nerf-eval train --scene {scene} --out {run_dir}`)")
     if scene.startswith("../") and not (ROOT / scene).exists():
         pytest.skip(f"{request.param}: scene data {scene} not found")
-    return pytest_nerfcompress.Target(scene, run / "checkpoint.pt", name=request.param,
-                                      scale=nerf_options.scale * scale)
+    target = pytest_nerfcompress.Target(scene, run / "checkpoint.pt", name=request.param,
+                                        scale=nerf_options.scale * scale)
+    return dataclasses.replace(target, known_failures=known_failures(target))
 
 
 @pytest.fixture(scope="session")
