@@ -48,7 +48,10 @@ def main(argv: list[str]) -> int:
         return 2
     ensure_env()
     target = "tests" if argv[0] == "test" else "benchmarks"
-    cmd = [str(PY), "-m", "pytest", target, *argv[1:]]
+    # bench: the short summary lists skips and expected failures with their reasons (a known failure's
+    # reason holds the figure measured), not only failures; a later -r in the extra arguments wins.
+    report = ["-rfEsxX"] if argv[0] == "bench" else []
+    cmd = [str(PY), "-m", "pytest", target, *report, *argv[1:]]
     print("+", " ".join(cmd[2:]), flush=True)
     return subprocess.call(cmd, cwd=ROOT)
 
