@@ -11,6 +11,7 @@ import math
 import sys
 from pathlib import Path
 
+from nerf_eval.atomic import check_output_dir, check_output_file, interruptible, sigterm_as_keyboard_interrupt
 from nerf_eval.errors import NerfEvalError
 
 SCENE_HELP = ("built-in name, Blender/LLFF directory or .npz, optionally with loader settings after a colon, "
@@ -232,12 +233,10 @@ def _check_evaluate_args(args) -> None:
     _require(args, scale="fraction", chunk="count")
     _check_samples(args)
     if args.json is not None:
-        if args.json.is_dir():
-            raise NerfEvalError(f"{args.json}: is a directory; --json needs a file name")
-        if args.json.exists() and not args.force:
-            raise NerfEvalError(f"{args.json}: file exists; refusing to overwrite it (use --force)")
+        check_output_file(args.json, args.force, "--json file")
     if args.save is not None:
         _check_out_dir(args.save, args.force)
+        check_output_dir(args.save, True, "--save directory")  # its parent, before the render
 
 
 def _evaluation_scene(args):
@@ -285,9 +284,11 @@ def _save_renders(renders, out: Path) -> None:
         np.save(out / f"view_{r.index:03d}_depth.npy", r.depth.numpy().astype(np.float32))
 
 
+@interruptible("evaluate")
 def cmd_evaluate(args) -> int:
     import time
 
+    from nerf_eval.atomic import atomic_write_text
     from nerf_eval.checkpoint import file_hash
     from nerf_eval.compress.saved import load_any
     from nerf_eval.evaluate import evaluate
@@ -310,8 +311,15 @@ def cmd_evaluate(args) -> int:
     if not indices:
         raise NerfEvalError(f"{args.scene}: split {args.split!r} has no views")
     sha256 = file_hash(args.checkpoint)
-    settings = RenderSettings(n_coarse=args.n_coarse, n_fine=args.n_fine, white_bkgd=scene.white_bkgd,
-                              chunk=args.chunk)
+    fine_network = pair.meta.get("fine_network", "fine" if pair.fine is not None else "none")
+    if fine_network == "coarse" and args.n_fine > 0:
+        print(f"{args.checkpoint}: no network_fine_state_dict; its {args.n_fine} fine samples per ray go through "
+              "the coarse network, as nerf-pytorch does", file=sys.stderr)
+    elif fine_network == "none" and args.n_fine > 0:
+        print(f"{args.checkpoint}: a coarse-only model; rendering {args.n_coarse} coarse samples per ray, no fine "
+              "pass", file=sys.stderr)
+    settings = RenderSettings(n_coarse=args.n_coarse, n_fine=0 if fine_network == "none" else args.n_fine,
+                              white_bkgd=scene.white_bkgd, chunk=args.chunk)
     start = time.perf_counter()
     result = evaluate(pair, scene, indices, settings, progress=True, with_flip=not args.no_flip)
     wall = time.perf_counter() - start
@@ -329,15 +337,15 @@ def cmd_evaluate(args) -> int:
                       "far": scene.far, "ndc": scene.ndc},
             "device": str(device),
             "settings": {"n_coarse": settings.n_coarse, "n_fine": settings.n_fine, "chunk": settings.chunk,
-                         "white_bkgd": settings.white_bkgd, "lindisp": settings.lindisp, "flip": not args.no_flip},
+                         "white_bkgd": settings.white_bkgd, "lindisp": settings.lindisp, "flip": not args.no_flip,
+                         "fine_network": fine_network},
             "views": result.views,
             "mean": {k: _finite_or_none(v) for k, v in mean.items()},
             "per_view": [{"view": v, **{k: _finite_or_none(x) for k, x in m.items()}}
                          for v, m in zip(result.views, result.per_view)],
             "wall_time_s": round(wall, 2),
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=1) + "\n")
+        atomic_write_text(json.dumps(doc, indent=1) + "\n", args.json)
     return 0
 
 
@@ -355,6 +363,7 @@ def _add_compress(sub) -> None:
     p.set_defaults(func=cmd_compress)
 
 
+@interruptible("compress")
 def cmd_compress(args) -> int:
     import time
 
@@ -364,8 +373,7 @@ def cmd_compress(args) -> int:
     from nerf_eval.scenes import load_scene
 
     _require(args, calibration_rays="count", finetune_steps="nonnegative")
-    if args.out.exists() and not args.force:
-        raise NerfEvalError(f"{args.out}: file exists; refusing to overwrite it (use --force)")
+    check_output_file(args.out, args.force, "compressed model")
     compressor = get_compressor(args.compressor)
     pair = load_checkpoint(args.checkpoint)
     scene = load_scene(args.scene)
@@ -398,6 +406,7 @@ def _add_render(sub) -> None:
     p.set_defaults(func=cmd_render)
 
 
+@interruptible("render")
 def cmd_render(args) -> int:
     from dataclasses import replace
 
@@ -412,10 +421,11 @@ def cmd_render(args) -> int:
 
     _require(args, frames="count", scale="fraction", fps="positive")
     gif = args.out.suffix.lower() == ".gif"
-    if gif and args.out.exists() and not args.force:
-        raise NerfEvalError(f"{args.out}: file exists; refusing to overwrite it (use --force)")
-    if not gif:
+    if gif:
+        check_output_file(args.out, args.force, "GIF")
+    else:
         _check_out_dir(args.out, args.force)
+        check_output_dir(args.out, True, "frames directory")  # its parent, before the render
     pair = load_any(args.checkpoint)
     scene = load_scene(args.scene).rescaled(args.scale)
     path = camera_path(scene, args.frames)
@@ -425,8 +435,10 @@ def cmd_render(args) -> int:
         rgb = render_view(pair, cams, i).rgb.clamp(0, 1).numpy()
         frames.append((rgb * 255.0 + 0.5).astype(np.uint8))
     if gif:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        iio.imwrite(args.out, np.stack(frames), duration=1000.0 / args.fps, loop=0)
+        from nerf_eval.atomic import atomic_write_bytes
+
+        atomic_write_bytes(iio.imwrite("<bytes>", np.stack(frames), extension=".gif", duration=1000.0 / args.fps,
+                                       loop=0), args.out)
     else:
         args.out.mkdir(parents=True, exist_ok=True)
         for i, f in enumerate(frames):
@@ -528,6 +540,7 @@ def _reused_rows(rows: list[dict]) -> list:
     return out
 
 
+@interruptible("report")
 def cmd_report(args) -> int:
     from nerf_eval.checkpoint import file_hash, load_checkpoint
     from nerf_eval.compress import REGISTRY
@@ -781,14 +794,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from nerf_eval.memory import keep_freed_memory
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    keep_freed_memory()
     try:
-        return int(args.func(args) or 0)
+        with sigterm_as_keyboard_interrupt():  # `kill` ends every command as cleanly as Ctrl-C
+            parser = build_parser()  # imports the training code: a signal may come this early
+            args = parser.parse_args(argv)
+            keep_freed_memory()
+            return int(args.func(args) or 0)
     except NerfEvalError as e:
         print(f"nerf-eval: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # commands that write outputs catch it themselves (`nerf_eval.atomic.interruptible`)
+        print("nerf-eval: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

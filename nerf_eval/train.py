@@ -225,16 +225,24 @@ class Trainer:
         """Resume from a checkpoint this trainer wrote; refuses one from another config or scene."""
         path = Path(path)
         obj = read_checkpoint(path)
+        if obj.get("format") != "nerfcompress-v1" or not isinstance(obj.get("config"), dict) \
+                or not isinstance(obj.get("meta"), dict):
+            raise CheckpointError(f"{path}: not a checkpoint this trainer wrote (a nerf-pytorch .tar or other "
+                                  "layout has no config, scene or training record to resume from); evaluate or "
+                                  "compress it, or start a new run in another --out")
         state_path = path.with_name(STATE_FILE)
         if not state_path.exists():
             raise CheckpointError(f"{state_path}: missing; {path} alone holds no optimizer/random state to resume")
         state = load_torch_file(state_path, "training state")
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{state_path}: not a training-state dict")
+        if not isinstance(state, dict) or not {"optimizer_state_dict", "rng_state"} <= set(state):
+            raise CheckpointError(f"{state_path}: not a training-state dict (needs optimizer_state_dict and rng_state)")
         if int(state.get("global_step", -1)) != int(obj.get("global_step", -2)):
             raise CheckpointError(f"{state_path}: is at step {state.get('global_step')} but {path} is at "
                                   f"step {obj.get('global_step')}; they do not belong together")
-        saved_model = NeRFConfig.from_dict(obj["config"])
+        try:
+            saved_model = NeRFConfig.from_dict(obj["config"])
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: bad 'config' entry ({e})") from None
         if saved_model != self.pair.coarse.config:
             raise CheckpointError(f"{path}: was trained with model config {saved_model}, not {self.pair.coarse.config}")
         saved_train = state.get("train_config", {})
@@ -251,8 +259,12 @@ class Trainer:
         self.pair.fine = build_network(obj["network_fine_state_dict"], saved_model, f"{path}").to(self.device).train()
         params = list(self.pair.coarse.parameters()) + list(self.pair.fine.parameters())
         self.optimizer = torch.optim.Adam(params, lr=self.cfg.lr, betas=(0.9, 0.999))
-        self.optimizer.load_state_dict(state["optimizer_state_dict"])
-        self.generator.set_state(state["rng_state"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer_state_dict"])
+            self.generator.set_state(state["rng_state"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"{state_path}: optimizer or random state does not fit this run ({first[:160]})") from None
         self.step = int(obj["global_step"])
         self.wall_time = float(obj["meta"].get("wall_time_s", 0.0))
         self.history = list(obj["meta"].get("history", []))

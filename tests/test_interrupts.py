@@ -1,0 +1,259 @@
+"""Interrupts (issue 20): SIGINT/SIGTERM at any moment leave every destination holding its complete old
+content or the complete new one, and no temporary behind; Ctrl-C is one line and exit code 130.
+
+The critical sections of `nerf_eval.atomic` are interrupted deterministically in-process (a
+KeyboardInterrupt injected at each step of a write or a directory swap); the real commands are then
+interrupted from outside, at seeded moments, in subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from nerf_eval import atomic
+from nerf_eval.atomic import atomic_directory_swap, atomic_write_bytes, deferred_signals, interruptible
+from nerf_eval.checkpoint import file_hash, save_checkpoint
+from nerf_eval.cli import main
+from nerf_eval.model import ModelPair, NeRFConfig
+from nerf_eval.report import atomic_directory
+from nerf_eval.scenes.blender import write_blender
+from nerf_eval.scenes.procedural import make_scene
+
+TINY = NeRFConfig(depth=3, width=32, skips=(1,), multires=4, multires_views=2, view_width=16)
+MAIN_THREAD = threading.current_thread() is threading.main_thread()
+
+
+def hidden(directory: Path) -> list[str]:
+    """Names of temporaries (the atomic helpers' are hidden: `.name.XXXX`)."""
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+class Interrupt:
+    """Wrap a function so that its `at`-th call (1-based) raises KeyboardInterrupt instead of running."""
+
+    def __init__(self, fn, at: int) -> None:
+        self.fn, self.at, self.calls = fn, at, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return self.fn(*args, **kwargs)
+
+
+def old_report(out: Path) -> None:
+    out.mkdir()
+    (out / "results.md").write_text("old report")
+    (out / "extra.txt").write_text("old extra")
+
+
+def is_old_report(out: Path) -> bool:
+    return (sorted(p.name for p in out.iterdir()) == ["extra.txt", "results.md"]
+            and (out / "results.md").read_text() == "old report")
+
+
+# --- in-process: every step of the write and the swap ---------------------------------------------
+
+@pytest.mark.parametrize("at", [1, 2])
+def test_directory_swap_interrupted_at_each_rename_keeps_the_old_directory(tmp_path, monkeypatch, at):
+    out = tmp_path / "rep"
+    old_report(out)
+    monkeypatch.setattr(atomic.os, "rename", Interrupt(os.rename, at))  # 1: old aside, 2: new in
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_directory(out, overwrite=True) as tmp:
+            (tmp / "results.md").write_text("new report")
+    assert is_old_report(out)
+    assert hidden(tmp_path) == []
+
+
+def test_directory_swap_interrupted_while_writing_keeps_the_old_directory(tmp_path):
+    out = tmp_path / "rep"
+    old_report(out)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_directory(out, overwrite=True) as tmp:
+            (tmp / "results.md").write_text("half a rep")
+            raise KeyboardInterrupt
+    assert is_old_report(out)
+    assert hidden(tmp_path) == []
+
+
+def test_directory_swap_replaces_the_old_directory_whole(tmp_path):
+    out = tmp_path / "rep"
+    old_report(out)
+    with atomic_directory(out, overwrite=True) as tmp:
+        (tmp / "results.md").write_text("new report")
+    assert sorted(p.name for p in out.iterdir()) == ["results.md"] and (out / "results.md").read_text() == "new report"
+    assert oct(out.stat().st_mode & 0o777) == oct(0o755)
+    assert hidden(tmp_path) == []
+
+
+def test_directory_swap_cleans_up_when_the_temporary_cannot_be_made_ready(tmp_path, monkeypatch):
+    monkeypatch.setattr(Path, "chmod", Interrupt(Path.chmod, 1))
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_directory_swap(tmp_path / "rep"):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("step", ["fsync", "chmod", "replace"])
+def test_file_write_interrupted_at_each_step_keeps_the_old_file(tmp_path, monkeypatch, step):
+    path = tmp_path / "c.pt"
+    path.write_bytes(b"old bytes")
+    monkeypatch.setattr(atomic.os, step, Interrupt(getattr(os, step), 1))
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_bytes(b"new bytes", path)
+    assert path.read_bytes() == b"old bytes"
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+@pytest.mark.skipif(not MAIN_THREAD or not hasattr(signal, "pthread_sigmask"), reason="needs the main thread")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signals_wait_for_the_critical_section(signum, monkeypatch):
+    monkeypatch.setattr(signal, "SIGINT_HANDLER_FOR_TEST", signal.signal(signal.SIGINT, signal.default_int_handler),
+                        raising=False)
+    events = []
+
+    @interruptible("test")
+    def command() -> int:
+        with deferred_signals():
+            os.kill(os.getpid(), signum)
+            time.sleep(0.05)
+            events.append("section finished")
+        time.sleep(1.0)  # the held-back signal arrives here
+        events.append("not reached")
+        return 0
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        assert command() == 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIGINT_HANDLER_FOR_TEST)
+    assert events == ["section finished"]
+    assert signal.getsignal(signal.SIGTERM) is previous  # restored
+
+
+def test_interruptible_prints_one_line(capsys):
+    @interruptible("compress")
+    def command() -> int:
+        raise KeyboardInterrupt
+
+    assert command() == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("nerf-eval: compress interrupted")
+
+
+# --- the commands, interrupted from outside ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("interrupt")
+    scene = write_blender(make_scene("object", size=8)[0], root / "scene")
+    ckpt = save_checkpoint(root / "tiny.pt", ModelPair.create(TINY, seed=1))
+    ref = root / "reference.pt"  # compression is deterministic: the only possible new content
+    assert main(["compress", "--checkpoint", str(ckpt), "--scene", str(scene), "--compressor", "bf16",
+                 "--out", str(ref), "--calibration-rays", "64"]) == 0
+    return root, ckpt, scene, ref.read_bytes()
+
+
+def command(kind: str, ckpt: Path, scene: Path, dest: Path) -> list[str]:
+    common = ["--checkpoint", str(ckpt), "--scene", str(scene)]
+    if kind == "compress":
+        return ["compress", *common, "--compressor", "bf16", "--calibration-rays", "64", "--out", str(dest), "--force"]
+    if kind == "report":
+        return ["report", *common, "--compressors", "bf16", "--calibration-rays", "32", "--latency-rays", "16",
+                "--repeats", "1", "--views", "0", "--out", str(dest), "--force"]
+    return ["evaluate", *common, "--views", "0", "--n-coarse", "8", "--n-fine", "8", "--no-flip", "--json", str(dest),
+            "--force"]
+
+
+# Importing the package imports torch (nerf_eval/__init__.py), a couple of seconds before any nerf-eval
+# code runs; the child says when that is done, and the seeded moments are counted from there.
+BOOT = ("import sys; import nerf_eval.cli as cli; print('READY', file=sys.stderr, flush=True); "
+        "sys.exit(cli.main(sys.argv[1:]))")
+
+
+def start(argv: list[str]) -> subprocess.Popen:
+    def child_signals() -> None:  # Ctrl-C works in the child even if this test run ignores SIGINT
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    env = dict(os.environ, PYTHONWARNINGS="error::RuntimeWarning")
+    return subprocess.Popen([sys.executable, "-c", BOOT, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=child_signals, env=env)
+
+
+def check_destination(kind: str, dest: Path, new_bytes: bytes) -> str:
+    """'old' or 'new'; fails when the destination holds anything else."""
+    if kind == "compress":
+        data = dest.read_bytes()
+        assert data in (b"old model", new_bytes)
+        return "old" if data == b"old model" else "new"
+    if kind == "evaluate":
+        text = dest.read_text()
+        if text == "old json":
+            return "old"
+        doc = json.loads(text)
+        assert doc["views"] and doc["mean"]["psnr"] is not None and doc["settings"]["fine_network"] == "fine"
+        return "new"
+    if is_old_report(dest):
+        return "old"
+    assert sorted(p.name for p in dest.iterdir()) == ["grid.png", "results.json", "results.md", "tradeoff.png"]
+    assert [r["name"] for r in json.loads((dest / "results.json").read_text())["results"]] == ["fp32", "bf16"]
+    assert all((dest / n).stat().st_size > 0 for n in ("grid.png", "tradeoff.png", "results.md"))
+    return "new"
+
+
+@pytest.mark.slow
+def test_interrupted_commands_leave_old_or_new_and_no_temporaries(files, tmp_path):
+    """compress, report and evaluate, each once with SIGINT and once with SIGTERM at a seeded moment
+    (all six at once, to keep the test short)."""
+    root, ckpt, scene, new_compressed = files
+    rng = random.Random("issue-20")  # seeded moments: the same ones on every run
+    runs = []
+    for kind in ("compress", "report", "evaluate"):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            where = tmp_path / f"{kind}-{signum.name}"
+            where.mkdir()
+            dest = where / {"compress": "c.pt", "report": "rep", "evaluate": "e.json"}[kind]
+            if kind == "compress":
+                dest.write_bytes(b"old model")
+            elif kind == "report":
+                old_report(dest)
+            else:
+                dest.write_text("old json")
+            delay = rng.uniform(0.0, 4.0)  # the commands take 1-5 s here once the import is done
+            runs.append({"kind": kind, "signum": signum, "where": where, "dest": dest, "delay": delay,
+                         "proc": start(command(kind, ckpt, scene, dest))})
+    for run in runs:
+        assert run["proc"].stderr.readline().strip() == "READY"
+        run["ready"] = time.monotonic()
+    for run in sorted(runs, key=lambda r: r["ready"] + r["delay"]):
+        time.sleep(max(0.0, run["ready"] + run["delay"] - time.monotonic()))
+        if run["proc"].poll() is None:
+            run["proc"].send_signal(run["signum"])
+    outcomes = []
+    for run in runs:
+        proc, signum = run["proc"], run["signum"]
+        _, err = proc.communicate(timeout=120)
+        state = check_destination(run["kind"], run["dest"], new_compressed)
+        context = (run["kind"], signum.name, round(run["delay"], 2), proc.returncode, err[-600:])
+        assert hidden(run["where"]) == [], context
+        assert "Traceback" not in err, context
+        if proc.returncode == 0:
+            assert state == "new", context
+        elif proc.returncode == 130:  # interrupted inside the command or while it was being set up
+            assert err.strip().splitlines()[-1].startswith("nerf-eval: "), context
+        else:  # the signal's default action: SIGTERM before the command set its handler, or either signal
+            # once the command had returned (the interpreter restores the defaults while it shuts down)
+            assert proc.returncode == -signum, context
+        outcomes.append((run["kind"], signum.name, proc.returncode, state))
+    assert any(rc == 130 for _, _, rc, _ in outcomes), outcomes  # the moments do interrupt some commands
