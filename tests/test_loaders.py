@@ -552,3 +552,23 @@ def test_sampling_rays_from_an_empty_split_is_one_line(tmp_path):
     scene = replace(scene, splits={**scene.splits, "train": []})
     with pytest.raises(SceneError, match="split 'train' has no views"):
         scene.sample_rays(16)
+
+
+def test_llff_camera_turned_away_is_refused_in_ndc_only(tmp_path):
+    c2w = forward_poses(8)
+    turn = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])  # 90 degrees about y
+    c2w[3, :3, :3] = turn @ c2w[3, :3, :3]
+    write_llff(tmp_path, c2w)
+    with pytest.raises(SceneError, match=r"camera 3 does not face the scene like the others.*ndc=False") as e:
+        load_llff(tmp_path, factor=1)
+    one_line(e)
+    scene = load_llff(tmp_path, factor=1, ndc=False)
+    assert torch.isfinite(scene.rays(3).directions).all()
+
+
+def test_blender_huge_integers_are_refused(tmp_path):
+    write_rgba_blender(tmp_path)
+    path = tmp_path / "transforms_train.json"
+    path.write_text(path.read_text().replace('"camera_angle_x": 0.69', '"camera_angle_x": 1' + "0" * 400))
+    with pytest.raises(SceneError, match=r"'camera_angle_x' is 1000.*expected a finite number"):
+        load_blender(tmp_path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -46,21 +47,38 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _finite(value: object) -> float | None:
+    """`value` as a float when it is a finite real number (not a string, null, bool, NaN or an int too
+    large for a float); None otherwise."""
+    if not _is_number(value):
+        return None
+    try:
+        f = float(value)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
+
+
 def _finite_number(jpath: Path, key: str, value: object) -> float:
-    """A JSON value that must be a finite real number (not a string, null, bool or NaN)."""
-    if not _is_number(value) or not math.isfinite(value):
+    """A JSON value that must be a finite real number; a one-line SceneError otherwise."""
+    f = _finite(value)
+    if f is None:
         raise SceneError(f"{jpath}: '{key}' is {json.dumps(value)[:40]}, expected a finite number")
-    return float(value)
+    return f
 
 
 def check_bounds(where: object, near: object, far: object) -> tuple[float, float]:
     """near and far as floats after checking 0 <= near < far (both finite numbers)."""
+    values = []
     for key, value in (("near", near), ("far", far)):
-        if not _is_number(value) or not math.isfinite(value):
-            raise SceneError(f"{where}: {key} is {value!r}, expected a finite number")
-    if not 0.0 <= near < far:
-        raise SceneError(f"{where}: need 0 <= near < far, got near={near:g}, far={far:g}")
-    return float(near), float(far)
+        f = _finite(value)
+        if f is None:
+            raise SceneError(f"{where}: {key} is {str(value)[:40]}, expected a finite number")
+        values.append(f)
+    near_f, far_f = values
+    if not 0.0 <= near_f < far_f:
+        raise SceneError(f"{where}: need 0 <= near < far, got near={near_f:g}, far={far_f:g}")
+    return near_f, far_f
 
 
 def read_image(path: Path, white_bkgd: bool) -> np.ndarray:
@@ -71,7 +89,9 @@ def read_image(path: Path, white_bkgd: bool) -> np.ndarray:
     if path.is_dir():
         raise SceneError(f"{path}: is a directory, not an image file")
     try:
-        img = iio.imread(path)
+        with warnings.catch_warnings():  # an undecodable file makes imageio try (and import) deprecated plugins
+            warnings.simplefilter("ignore", DeprecationWarning)
+            img = iio.imread(path)
     except Exception as e:  # imageio raises many types for broken files
         raise SceneError(f"{path}: cannot decode image ({type(e).__name__})") from None
     img = np.asarray(img)
@@ -98,7 +118,7 @@ def read_image(path: Path, white_bkgd: bool) -> np.ndarray:
 def _frame_pose(jpath: Path, k: int, value: object) -> np.ndarray:
     try:
         pose = np.asarray(value, dtype=np.float64)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         pose = None
     if pose is None or pose.shape != (4, 4) or not np.isfinite(pose).all() or any(
             isinstance(x, bool) for row in value for x in (row if isinstance(row, list) else [row])):

@@ -115,6 +115,19 @@ def spherify_poses(poses: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, n
     return out, bounds / radius
 
 
+def _check_forward_facing(root: Path, c2w: np.ndarray, height: int, width: int, focal: float) -> None:
+    """NDC needs every ray to point into the scene (-z after recentring): a camera turned sideways or
+    backwards gives rays parallel to the near plane, whose NDC coordinates are infinite or meaningless.
+    The ray z-component is linear in the pixel position, so the four image corners decide."""
+    corners = np.array([[(i - 0.5 * width) / focal, -(j - 0.5 * height) / focal, -1.0]
+                        for i in (0, width - 1) for j in (0, height - 1)])
+    dz = np.einsum("nk,ck->nc", c2w[:, 2, :3], corners)  # z of each corner ray, per camera
+    bad = np.nonzero((dz >= -1e-6).any(1))[0]
+    if bad.size:
+        raise SceneError(f"{root}: camera {int(bad[0])} does not face the scene like the others (not a forward-facing "
+                         "capture); NDC needs forward-facing views: load it with ndc=False")
+
+
 def load_llff(root: str | Path, factor: int = 8, recenter: bool = True, bd_factor: float | None = 0.75,
               ndc: bool = True, llffhold: int = 8, spherify: bool = False) -> Scene:
     """Load an LLFF scene directory as nerf-pytorch's `load_llff_data` + `run_nerf.py` set it up.
@@ -183,6 +196,8 @@ def load_llff(root: str | Path, factor: int = 8, recenter: bool = True, bd_facto
         test = [int(np.argmin(((poses[:, :3, 3] - poses_avg(poses)[:, 3]) ** 2).sum(-1)))]
     splits = {"train": [i for i in range(n) if i not in test], "val": list(test), "test": list(test)}
     c2w = np.concatenate([poses, np.broadcast_to([[[0.0, 0.0, 0.0, 1.0]]], (n, 1, 4))], 1)
+    if ndc:
+        _check_forward_facing(root, c2w, images[0].shape[0], images[0].shape[1], focal)
     near, far = (0.0, 1.0) if ndc else (float(bounds.min()) * 0.9, float(bounds.max()))
     if not splits["train"]:
         raise SceneError(f"{root}: llffhold={llffhold} holds out all {n} views; no training view is left")

@@ -1,0 +1,447 @@
+"""Fuzzing the loaders (issue 20): real small Blender, LLFF and `.npz` scenes and checkpoints, written
+here, then mutated by hypothesis (values of the wrong type, shapes, NaN/inf, missing keys, truncated or
+garbled files). Each load must end in a one-line SceneError/CheckpointError naming the file, or give a
+scene/model that is actually usable; never any other exception.
+
+Seeded (`derandomize=True`) so CI sees the same examples on every run; about 50 per loader.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nerf_eval.checkpoint import load_checkpoint, load_torch_file, save_checkpoint
+from nerf_eval.compress import get_compressor
+from nerf_eval.compress.saved import load_any, save_compressed
+from nerf_eval.errors import CheckpointError, SceneError
+from nerf_eval.model import ModelPair, NeRFConfig
+from nerf_eval.render import Rays, RenderSettings, render_chunked
+from nerf_eval.scenes.blender import load_blender
+from nerf_eval.scenes.llff import load_llff
+from nerf_eval.scenes.npz import load_npz
+
+FUZZ = settings(max_examples=50, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+TINY = NeRFConfig(depth=2, width=16, skips=(0,), multires=2, multires_views=1, view_width=8)
+SIZE = 8
+
+# JSON values of every type, including the ones json.dumps writes outside the standard (NaN, Infinity)
+# and integers too large for a float
+json_leaves = (st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([0, -1, 10 ** 400, 1e308])
+               | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=4))
+json_values = st.recursive(json_leaves, lambda inner: st.lists(inner, max_size=5)
+                           | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=20)
+
+
+def one_line(e: Exception, name: str) -> None:
+    msg = str(e)
+    assert "\n" not in msg and name in msg, msg
+
+
+def usable_scene(scene) -> None:
+    """What rendering and metrics need, checked independently of the loader's own checks."""
+    n, h, w, c = scene.images.shape
+    assert n >= 1 and h >= 1 and w >= 1 and c == 3
+    assert torch.isfinite(scene.images).all() and 0.0 <= scene.images.min() and scene.images.max() <= 1.0
+    assert scene.poses.shape == (n, 4, 4) and torch.isfinite(scene.poses).all()
+    assert math.isfinite(scene.focal) and scene.focal > 0
+    assert math.isfinite(scene.near) and math.isfinite(scene.far) and 0 <= scene.near < scene.far
+    assert all(0 <= i < n for idx in scene.splits.values() for i in idx)
+    for i in (0, n - 1):
+        rays = scene.rays(i)
+        for t in (rays.origins, rays.directions, rays.viewdirs):
+            assert torch.isfinite(t).all()
+
+
+def garble(data: bytes, draw) -> bytes:
+    """Truncate, or overwrite a stretch with random bytes."""
+    if draw(st.booleans()):
+        return data[:draw(st.integers(0, max(0, len(data) - 1)))]
+    at = draw(st.integers(0, len(data) - 1))
+    junk = draw(st.binary(min_size=1, max_size=16))
+    return data[:at] + junk + data[at + len(junk):]
+
+
+def paths_of(obj, prefix=()):
+    """Every path (tuple of keys/indices) into a nest of dicts and lists."""
+    yield prefix
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from paths_of(v, prefix + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from paths_of(v, prefix + (i,))
+
+
+def mutate_json(doc, draw):
+    """Replace or delete the value at a random path, or add an unknown key."""
+    doc = copy.deepcopy(doc)
+    path = draw(st.sampled_from([p for p in paths_of(doc) if p]))
+    parent = doc
+    for k in path[:-1]:
+        parent = parent[k]
+    action = draw(st.sampled_from(["replace", "replace", "delete"]))
+    if action == "delete":
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = draw(json_values)
+    return doc
+
+
+# --- Blender ---------------------------------------------------------------------------------------
+
+def blender_files() -> dict[str, bytes]:
+    rng = np.random.default_rng(0)
+    files, frames = {}, []
+    for k in range(3):
+        img = rng.integers(0, 256, (SIZE, SIZE, 4), dtype=np.uint8)
+        files[f"train/r_{k}.png"] = iio.imwrite("<bytes>", img, extension=".png")
+        buf = io.BytesIO()
+        np.save(buf, rng.uniform(2.0, 6.0, (SIZE, SIZE)).astype(np.float32))
+        files[f"train/r_{k}_depth.npy"] = buf.getvalue()
+        pose = np.eye(4)
+        pose[:3, 3] = [0.1 * k, 0.0, 4.0]
+        frames.append({"file_path": f"./train/r_{k}", "transform_matrix": pose.tolist(),
+                       "depth_file_path": f"./train/r_{k}_depth.npy"})
+    doc = {"camera_angle_x": 0.69, "near": 2.0, "far": 6.0, "white_background": True, "frames": frames}
+    files["transforms_train.json"] = json.dumps(doc).encode()
+    return files
+
+
+BLENDER = blender_files()
+
+
+def write_files(files: dict[str, bytes]) -> Path:
+    root = Path(tempfile.mkdtemp(prefix="fuzz-"))
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
+def test_unmutated_blender_scene_loads():
+    root = write_files(BLENDER)
+    try:
+        usable_scene(load_blender(root))
+    finally:
+        shutil.rmtree(root)
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_blender_scene_loads_or_is_refused_in_one_line(data):
+    files = dict(BLENDER)
+    target = data.draw(st.sampled_from(["json", "json", "json", "image", "depth", "raw-json"]))
+    if target == "json":
+        doc = mutate_json(json.loads(files["transforms_train.json"]), data.draw)
+        files["transforms_train.json"] = json.dumps(doc).encode()
+    elif target == "raw-json":
+        files["transforms_train.json"] = garble(files["transforms_train.json"], data.draw)
+    else:
+        k = data.draw(st.integers(0, 2))
+        name = f"train/r_{k}.png" if target == "image" else f"train/r_{k}_depth.npy"
+        files[name] = garble(files[name], data.draw)
+    kwargs = data.draw(st.fixed_dictionaries({}, optional={"near": st.floats(allow_nan=True),
+                                                           "far": st.floats(allow_nan=True)}))
+    root = write_files(files)
+    try:
+        scene = load_blender(root, **kwargs)
+    except SceneError as e:
+        one_line(e, str(root))
+    else:
+        usable_scene(scene)
+    finally:
+        shutil.rmtree(root)
+
+
+# --- LLFF ------------------------------------------------------------------------------------------
+
+def llff_files() -> dict[str, bytes]:
+    rng = np.random.default_rng(1)
+    rows, files = [], {}
+    for k in range(4):
+        a, b = rng.uniform(-0.1, 0.1, 2)
+        rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+        ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+        r, t = rx @ ry, np.array([rng.uniform(-1, 1), rng.uniform(-1, 1), 3.0])
+        mat = np.stack([-r[:, 1], r[:, 0], r[:, 2], t, [SIZE, SIZE, 10.0]], 1)
+        rows.append(np.concatenate([mat.ravel(), [2.0, 10.0]]))
+        files[f"images/IMG_{k}.png"] = iio.imwrite(
+            "<bytes>", rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8), extension=".png")
+    buf = io.BytesIO()
+    np.save(buf, np.array(rows))
+    files["poses_bounds.npy"] = buf.getvalue()
+    return files
+
+
+LLFF = llff_files()
+numbers = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -1.0, 1e-12, 1e300])
+
+
+def npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=True)
+    return buf.getvalue()
+
+
+def mutate_array(arr: np.ndarray, draw) -> np.ndarray:
+    """A changed element, shape or dtype."""
+    how = draw(st.sampled_from(["element", "element", "row", "shape", "dtype"]))
+    arr = arr.copy()
+    if how == "element":
+        with np.errstate(all="ignore"):  # 1e300 into float32 is inf, which is the point
+            arr.reshape(-1)[draw(st.integers(0, arr.size - 1))] = draw(numbers)
+    elif how == "row":
+        with np.errstate(all="ignore"):
+            arr[draw(st.integers(0, len(arr) - 1))] = draw(numbers)
+    elif how == "shape":
+        shapes = [arr[:0], arr[:1], arr.reshape(-1), arr[..., None], np.concatenate([arr, arr[:1]])]
+        if arr.ndim >= 2:
+            shapes += [arr[:, :-1], arr.T]
+        arr = draw(st.sampled_from(shapes))
+    else:
+        arr = arr.astype(draw(st.sampled_from([np.int8, np.float16, np.bool_, np.complex64, np.str_, object])))
+    return arr
+
+
+def test_unmutated_llff_scene_loads():
+    root = write_files(LLFF)
+    try:
+        usable_scene(load_llff(root, factor=1))
+        usable_scene(load_llff(root, factor=1, ndc=False))
+    finally:
+        shutil.rmtree(root)
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_llff_scene_loads_or_is_refused_in_one_line(data):
+    files = dict(LLFF)
+    target = data.draw(st.sampled_from(["array", "array", "array", "raw", "image", "drop-image"]))
+    if target == "array":
+        rows = np.load(io.BytesIO(files["poses_bounds.npy"]))
+        files["poses_bounds.npy"] = npy_bytes(mutate_array(rows, data.draw))
+    elif target == "raw":
+        files["poses_bounds.npy"] = garble(files["poses_bounds.npy"], data.draw)
+    elif target == "image":
+        name = f"images/IMG_{data.draw(st.integers(0, 3))}.png"
+        files[name] = garble(files[name], data.draw)
+    else:
+        del files[f"images/IMG_{data.draw(st.integers(0, 3))}.png"]
+    kwargs = data.draw(st.fixed_dictionaries({"factor": st.sampled_from([1, 1, 1, 2, 0, -1, 2.5, True, None])},
+                                             optional={"llffhold": st.sampled_from([0, 1, 2, 8, -1, 1.5]),
+                                                       "bd_factor": st.sampled_from([None, 0.75, 0.0, -1.0,
+                                                                                     float("nan")]),
+                                                       "ndc": st.booleans(), "recenter": st.booleans()}))
+    root = write_files(files)
+    try:
+        scene = load_llff(root, **kwargs)
+    except SceneError as e:
+        one_line(e, str(root))
+    else:
+        usable_scene(scene)
+    finally:
+        shutil.rmtree(root)
+
+
+# --- tiny-NeRF .npz --------------------------------------------------------------------------------
+
+def npz_arrays() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(2)
+    poses = np.broadcast_to(np.eye(4), (6, 4, 4)).copy()
+    poses[:, 2, 3] = 4.0 + np.arange(6) * 0.1
+    return {"images": rng.random((6, SIZE, SIZE, 3)).astype(np.float32), "poses": poses, "focal": np.array(10.0)}
+
+
+NPZ = npz_arrays()
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_npz_scene_loads_or_is_refused_in_one_line(data):
+    arrays = dict(NPZ)
+    target = data.draw(st.sampled_from(["images", "poses", "focal", "drop", "extra", "raw"]))
+    if target in NPZ:
+        arr = arrays[target]
+        arrays[target] = mutate_array(arr if arr.ndim else arr.reshape(1), data.draw)
+    elif target == "drop":
+        del arrays[data.draw(st.sampled_from(sorted(NPZ)))]
+    elif target == "extra":
+        arrays["notes"] = np.array(["x"])
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    raw = buf.getvalue() if target != "raw" else garble(buf.getvalue(), data.draw)
+    kwargs = data.draw(st.fixed_dictionaries({}, optional={"near": numbers, "far": numbers}))
+    root = Path(tempfile.mkdtemp(prefix="fuzz-"))
+    path = root / "s.npz"
+    path.write_bytes(raw)
+    try:
+        scene = load_npz(path, **kwargs)
+    except SceneError as e:
+        one_line(e, str(path))
+    else:
+        usable_scene(scene)
+    finally:
+        shutil.rmtree(root)
+
+
+# --- checkpoints -----------------------------------------------------------------------------------
+
+tensors = st.builds(
+    lambda shape, dtype, fill: torch.full(shape, fill).to(dtype),
+    st.lists(st.integers(0, 3), max_size=3).map(tuple),
+    st.sampled_from([torch.float32, torch.float16, torch.int64, torch.bool, torch.complex64]),
+    st.sampled_from([0.0, 1.0, float("nan"), float("inf"), -2.5]))
+entry_values = tensors | json_leaves | st.lists(json_leaves, max_size=3) | st.dictionaries(st.text(max_size=3),
+                                                                                          json_leaves, max_size=2)
+
+
+def checkpoint_paths(obj, prefix=()):
+    """Paths into a checkpoint: its entries, and the entries of its dicts (state dicts, config, meta)."""
+    for k, v in obj.items():
+        yield prefix + (k,)
+        if isinstance(v, dict) and len(prefix) == 0:
+            yield from checkpoint_paths(v, prefix + (k,))
+
+
+def mutate_checkpoint(obj: dict, draw) -> dict:
+    obj = copy.deepcopy(obj)
+    path = draw(st.sampled_from(sorted(checkpoint_paths(obj), key=str)))
+    parent = obj
+    for k in path[:-1]:
+        parent = parent[k]
+    value = parent[path[-1]]
+    action = draw(st.sampled_from(["replace", "delete", "nan", "shape"]))
+    if action == "delete":
+        del parent[path[-1]]
+    elif action == "nan" and isinstance(value, torch.Tensor) and value.numel():
+        value = value.clone()
+        value.view(-1)[draw(st.integers(0, value.numel() - 1))] = draw(st.sampled_from([math.nan, math.inf]))
+        parent[path[-1]] = value
+    elif action == "shape" and isinstance(value, torch.Tensor):
+        parent[path[-1]] = draw(st.sampled_from([value[:-1], value.T, value.reshape(-1), value[None]]))
+    else:
+        parent[path[-1]] = draw(entry_values)
+    return obj
+
+
+def usable_pair(pair: ModelPair) -> None:
+    g = torch.Generator().manual_seed(0)
+    rays = Rays.from_od(torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g), 2.0, 6.0)
+    out = render_chunked(pair, rays, RenderSettings(n_coarse=4, n_fine=4))
+    assert out["rgb"].shape == (4, 3)
+
+
+def float_checkpoint() -> dict:
+    root = Path(tempfile.mkdtemp(prefix="fuzz-"))
+    try:
+        save_checkpoint(root / "m.pt", ModelPair.create(TINY, seed=0), global_step=3, meta={"scene": "object"})
+        return load_torch_file(root / "m.pt")
+    finally:
+        shutil.rmtree(root)
+
+
+FLOAT = float_checkpoint()
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_checkpoint_loads_or_is_refused_in_one_line(data):
+    obj = FLOAT
+    if data.draw(st.booleans()):
+        obj = mutate_checkpoint(obj, data.draw)
+        if data.draw(st.booleans()):  # nerf-pytorch's layout: only the networks and the step
+            obj = {k: v for k, v in obj.items() if k in ("global_step", "network_fn_state_dict",
+                                                         "network_fine_state_dict")}
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    raw = buf.getvalue() if obj is not FLOAT else garble(buf.getvalue(), data.draw)
+    root = Path(tempfile.mkdtemp(prefix="fuzz-"))
+    path = root / "m.tar"
+    path.write_bytes(raw)
+    try:
+        pair = load_checkpoint(path)
+    except CheckpointError as e:
+        one_line(e, str(path))
+    else:
+        usable_pair(pair)
+    finally:
+        shutil.rmtree(root)
+
+
+@pytest.fixture(scope="module")
+def compressed() -> list[dict]:
+    pair = ModelPair.create(TINY, seed=0).eval()
+    g = torch.Generator().manual_seed(0)
+    rays = Rays.from_od(torch.tensor([0.0, 0.0, 4.0]) + 0.1 * torch.randn(64, 3, generator=g),
+                        torch.tensor([0.0, 0.0, -1.0]) + 0.2 * torch.randn(64, 3, generator=g), 2.0, 6.0)
+    root = Path(tempfile.mkdtemp(prefix="fuzz-"))
+    try:
+        objs = []
+        for spec in ("bf16", "int8-dynamic", "int4-weight:8"):
+            save_compressed(root / f"{len(objs)}.pt", get_compressor(spec).compress(pair, rays), spec)
+            objs.append(load_torch_file(root / f"{len(objs)}.pt"))
+        return objs
+    finally:
+        shutil.rmtree(root)
+
+
+def compressed_paths(obj):
+    yield ("compressor",)
+    yield ("config",)
+    yield ("networks",)
+    for name, rec in obj["networks"].items():
+        yield ("networks", name)
+        for key in rec:
+            yield ("networks", name, key)
+        for key in rec["settings"]:
+            yield ("networks", name, "settings", key)
+        for key in rec["state"]:
+            yield ("networks", name, "state", key)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_mutated_compressed_model_loads_or_is_refused_in_one_line(compressed, data):
+    obj = copy.deepcopy(data.draw(st.sampled_from(compressed)))
+    path_ = data.draw(st.sampled_from(list(compressed_paths(obj))))
+    parent = obj
+    for k in path_[:-1]:
+        parent = parent[k]
+    if data.draw(st.booleans()):
+        del parent[path_[-1]]
+    else:
+        value = parent[path_[-1]]
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.numel() and data.draw(st.booleans()):
+            value = value.clone()
+            value.view(-1)[0] = math.nan
+            parent[path_[-1]] = value
+        else:
+            parent[path_[-1]] = data.draw(entry_values)
+    root = Path(tempfile.mkdtemp(prefix="fuzz-"))
+    path = root / "c.pt"
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    path.write_bytes(buf.getvalue())
+    try:
+        pair = load_any(path)
+    except CheckpointError as e:
+        one_line(e, str(path))
+    else:
+        usable_pair(pair)
+    finally:
+        shutil.rmtree(root)
