@@ -70,3 +70,19 @@ def test_tampered_state_is_a_clear_error(pair, tmp_path):
     torch.save(obj, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="does not match its recorded structure"):
         load_compressed(tmp_path / "bad.pt")
+
+
+@pytest.mark.parametrize("spec", ["bf16", "int8-ptq-both:64", "int8-dynamic", "int4-weight:8",
+                                  "prune-activation:0.5:round=1"])
+def test_identical_content_gives_identical_bytes(pair, spec, tmp_path):
+    """The sha256 of a compressed file keys caches and model cards: it must not depend on the file's name
+    (torch names the zip members after the file unless it writes to memory) or on when it was written."""
+    from nerf_eval.checkpoint import file_hash
+
+    small = get_compressor(spec).compress(pair, camera_rays(128))
+    a = save_compressed(tmp_path / "a.pt", small, spec, source={"sha256": "x"})
+    b = save_compressed(tmp_path / "elsewhere" / "b.pt", small, spec, source={"sha256": "x"})
+    assert file_hash(a) == file_hash(b)
+    assert b"archive/" in a.read_bytes()[:100]  # the fixed zip member prefix
+    c = save_compressed(tmp_path / "c.pt", load_compressed(a), spec, source={"sha256": "x"})
+    assert file_hash(c) == file_hash(a)  # saved again after loading: the same bytes
