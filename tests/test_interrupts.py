@@ -22,7 +22,7 @@ import pytest
 
 from nerf_eval import atomic
 from nerf_eval.atomic import atomic_directory_swap, atomic_write_bytes, deferred_signals, interruptible
-from nerf_eval.checkpoint import file_hash, save_checkpoint
+from nerf_eval.checkpoint import save_checkpoint
 from nerf_eval.cli import main
 from nerf_eval.model import ModelPair, NeRFConfig
 from nerf_eval.report import atomic_directory
