@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 import torch
 
-from nerf_eval.checkpoint import save_checkpoint
+from nerf_eval.checkpoint import file_hash, save_checkpoint
 from nerf_eval.compress import FunctionCompressor, get_compressor
 from nerf_eval.errors import CheckpointError, CompressorError, SceneError
 from nerf_eval.model import ModelPair
@@ -147,3 +147,22 @@ def test_missing_default_checkpoint_is_its_own_error_and_bad_files_name_themselv
         Workbench(Target(str(tmp_path / "nowhere"), garbage), tiny_options(tiny), EvalCache(None)).scene
     with pytest.raises(SceneError, match="out of range"):
         bench(tiny, views="0,99").views
+
+
+def test_checkpoint_must_be_the_file_its_model_card_describes_and_record_this_scene(tiny, tmp_path):
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny["checkpoint"], run / "checkpoint.pt")
+    (run / "model_card.json").write_text(json.dumps({"checkpoint": "checkpoint.pt", "sha256": "0" * 64}))
+    with pytest.raises(CheckpointError, match=r"checkpoint.pt: sha256 \w{12} is not the 000000000000 its model card"):
+        bench(tiny, checkpoint=run / "checkpoint.pt").pair
+    (run / "model_card.json").write_text(json.dumps({"checkpoint": "checkpoint.pt",
+                                                     "sha256": file_hash(run / "checkpoint.pt")}))
+    assert bench(tiny, checkpoint=run / "checkpoint.pt").pair.meta["scene"] == "blender:scene"
+    other = write_tiny_target(tmp_path / "other", recorded_scene="builtin:object:seed=0")["checkpoint"]
+    with pytest.raises(CheckpointError, match="trained on scene 'builtin:object:seed=0', but the scene under test"):
+        bench(tiny, checkpoint=other).pair
+    assert bench(tiny, checkpoint=other, cross_scene=True).pair is not None
