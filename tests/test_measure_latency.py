@@ -99,6 +99,19 @@ def test_shuffled_order_is_seeded_and_each_round_runs_everything_once():
     assert {r[0] for r in rounds} == {"A", "B", "R"}  # nobody always goes first
 
 
+def test_adjacent_pairing_gives_each_candidate_its_own_neighbouring_reference_call():
+    clock = FakeClock()
+    ref = clock.callable("R", [0] + [10, 20, 30, 40])  # four reference calls: two rounds, two candidates
+    a = clock.callable("A", [0, 5, 10])
+    b = clock.callable("B", [0, 10, 40])
+    out = time_paired(ref, {"A": a, "B": b}, PairedProtocol(rounds=2, warmup=1, pairing="adjacent"), clock)
+    # warm-up R A B; round 0: (R A)(B R); round 1, candidates rotated, each pair's order flipped: (R B)(A R)
+    assert clock.log == ["R", "A", "B", "R", "A", "B", "R", "R", "B", "A", "R"]
+    assert out["A"].reference_times_s == (0.01, 0.04) and out["A"].ratios == (2.0, 4.0)
+    assert out["B"].reference_times_s == (0.02, 0.03) and out["B"].ratios == (2.0, 0.75)
+    assert out["A"].before_reference == (False, True) and out["B"].before_reference == (True, False)
+
+
 def test_candidates_share_the_reference_call_of_each_round():
     clock = FakeClock()
     ref = clock.callable("R", [0, 30, 60, 90])
@@ -165,7 +178,7 @@ def test_summarize_and_helpers():
 @pytest.mark.parametrize("kw,message", [
     ({"rounds": 0}, "rounds"), ({"warmup": -1}, "warmup"), ({"min_time_s": -1.0}, "min_time_s"),
     ({"min_time_s": math.nan}, "min_time_s"), ({"rounds": 5, "max_rounds": 4}, "max_rounds"),
-    ({"order": "random"}, "order")])
+    ({"order": "random"}, "order"), ({"pairing": "nearest"}, "pairing")])
 def test_bad_protocols(kw, message):
     with pytest.raises(ValueError, match=message):
         PairedProtocol(**kw)

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Mapping, Sequence
 
 ORDERS = ("alternate", "shuffle")
+PAIRINGS = ("shared", "adjacent")
 REFERENCE = "<reference>"  # the reference's slot in a round's order (never a candidate name)
 
 Clock = Callable[[], int]  # monotonic nanoseconds, as time.perf_counter_ns
@@ -53,6 +54,10 @@ class PairedProtocol:
     max_rounds: never more rounds than this, whatever `min_time_s` asks.
     order: "alternate" (rotate the order each round) or "shuffle" (seeded random order each round).
     seed: the RNG seed of "shuffle".
+    pairing: "shared" (each round calls the reference once and pairs that call with every candidate: k+1
+        calls a round, and candidates are compared on the very same reference calls) or "adjacent" (each
+        candidate gets a reference call of its own right next to it: 2k calls a round, the two calls of
+        a pair as close in time as they can be, which matters when the load changes within a round).
     gc: pause the collector during each round and collect between rounds (see the module docstring).
     """
 
@@ -63,6 +68,7 @@ class PairedProtocol:
     order: str = "alternate"
     seed: int = 0
     gc: bool = True
+    pairing: str = "shared"
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -75,6 +81,8 @@ class PairedProtocol:
             raise ValueError(f"paired timing: max_rounds ({self.max_rounds}) is below rounds ({self.rounds})")
         if self.order not in ORDERS:
             raise ValueError(f"paired timing: order must be one of {ORDERS}, got {self.order!r}")
+        if self.pairing not in PAIRINGS:
+            raise ValueError(f"paired timing: pairing must be one of {PAIRINGS}, got {self.pairing!r}")
 
 
 @dataclass(frozen=True)
@@ -181,58 +189,90 @@ def round_orders(names: Sequence[str], protocol: PairedProtocol):
         r += 1
 
 
+def round_plans(names: Sequence[str], protocol: PairedProtocol):
+    """An endless iterator over rounds, each a list of (slot, candidates whose pair this call belongs to).
+
+    "shared": one reference call per round, paired with every candidate (orders from `round_orders`).
+    "adjacent": the candidates in a rotated or shuffled order, each next to its own reference call,
+    the reference first or second alternating from round to round for each candidate (or by a seeded
+    coin with "shuffle")."""
+    if protocol.pairing == "shared":
+        for order in round_orders(names, protocol):
+            yield [(slot, tuple(names) if slot == REFERENCE else (slot,)) for slot in order]
+        return  # not reached: round_orders never ends
+    rng = random.Random(protocol.seed)
+    r = 0
+    while True:
+        order = list(names)
+        if protocol.order == "alternate":
+            k = r % len(order)
+            order = order[k:] + order[:k]
+        else:
+            rng.shuffle(order)
+        plan = []
+        for name in order:
+            ref_first = (r + names.index(name)) % 2 == 0 if protocol.order == "alternate" else rng.random() < 0.5
+            pair = [(REFERENCE, (name,)), (name, (name,))]
+            plan += pair if ref_first else pair[::-1]
+        yield plan
+        r += 1
+
+
 def time_paired(reference: Callable[[], object], candidates: Mapping[str, Callable[[], object]],
                 protocol: PairedProtocol = PairedProtocol(), clock: Clock = time.perf_counter_ns
                 ) -> dict[str, PairedTiming]:
     """Time `reference` and every candidate interleaved (see the module docstring); one result per
-    candidate, in the order given, each paired with the reference's time of the same round.
-
-    Every round calls each callable once; all candidates share the reference's call of a round, so
-    their speed-ups are also comparable with each other. `clock` returns nanoseconds."""
+    candidate, in the order given, each paired with the reference call of its round (`pairing`
+    "shared": one call per round shared by all candidates; "adjacent": a call of its own, right
+    before or after the candidate's). `clock` returns nanoseconds."""
     if not candidates:
         raise ValueError("paired timing: give at least one candidate to time against the reference")
     if REFERENCE in candidates:
         raise ValueError(f"paired timing: {REFERENCE!r} is reserved for the reference")
     fns: dict[str, Callable[[], object]] = {REFERENCE: reference, **candidates}
-    orders = round_orders(list(candidates), protocol)
-    first = next(orders)
+    plans = round_plans(list(candidates), protocol)
+    plan = next(plans)
     for _ in range(protocol.warmup):
-        for slot in first:
+        for slot in dict.fromkeys(slot for slot, _ in plan):
             fns[slot]()
-    times: dict[str, list[int]] = {slot: [] for slot in fns}
+    own: dict[str, list[int]] = {name: [] for name in candidates}
+    ref: dict[str, list[int]] = {name: [] for name in candidates}
     before: dict[str, list[bool]] = {name: [] for name in candidates}
     min_ns = protocol.min_time_s * 1e9
     spent = 0
-    order = first
+    rounds = 0
     was_enabled = gc.isenabled()
 
     def another_round() -> bool:
-        done = len(times[REFERENCE])
-        return done < protocol.rounds or (spent < min_ns and done < protocol.max_rounds)
+        return rounds < protocol.rounds or (spent < min_ns and rounds < protocol.max_rounds)
 
     try:
         while another_round():
             if protocol.gc:
-                gc.collect(1 if times[REFERENCE] else 2)
+                gc.collect(1 if rounds else 2)
                 gc.disable()
             try:
-                for slot in order:
+                for slot, pairs in plan:
                     t0 = clock()
                     fns[slot]()
                     dt = clock() - t0
-                    times[slot].append(dt)
                     spent += dt
+                    for name in pairs:
+                        if slot == REFERENCE:
+                            ref[name].append(dt)
+                        else:
+                            own[name].append(dt)
+                            before[name].append(len(ref[name]) == rounds)
             finally:
                 if protocol.gc and was_enabled:
                     gc.enable()
-            for name in candidates:
-                before[name].append(order.index(name) < order.index(REFERENCE))
-            order = next(orders)
+            rounds += 1
+            plan = next(plans)
     finally:
         if was_enabled:
             gc.enable()
-    ref_s = [t / 1e9 for t in times[REFERENCE]]
-    return {name: summarize(name, [t / 1e9 for t in times[name]], ref_s, before[name]) for name in candidates}
+    return {name: summarize(name, [t / 1e9 for t in own[name]], [t / 1e9 for t in ref[name]], before[name])
+            for name in candidates}
 
 
 def time_pair(reference: Callable[[], object], candidate: Callable[[], object],
