@@ -78,7 +78,8 @@ def test_alternate_order_rotates_and_warms_up_every_callable_first():
 def test_alternate_order_with_two_candidates_gives_each_callable_each_position():
     clock = FakeClock()
     fns = {n: clock.callable(n, [1] * 7) for n in "RAB"}
-    time_paired(fns["R"], {"A": fns["A"], "B": fns["B"]}, PairedProtocol(rounds=6, warmup=0), clock)
+    time_paired(fns["R"], {"A": fns["A"], "B": fns["B"]}, PairedProtocol(rounds=6, warmup=0, order="alternate"),
+                clock)
     rounds = [clock.log[i:i + 3] for i in range(0, 18, 3)]
     for pos in range(3):
         assert sorted(r[pos] for r in rounds) == ["A", "A", "B", "B", "R", "R"]
@@ -104,7 +105,8 @@ def test_adjacent_pairing_gives_each_candidate_its_own_neighbouring_reference_ca
     ref = clock.callable("R", [0] + [10, 20, 30, 40])  # four reference calls: two rounds, two candidates
     a = clock.callable("A", [0, 5, 10])
     b = clock.callable("B", [0, 10, 40])
-    out = time_paired(ref, {"A": a, "B": b}, PairedProtocol(rounds=2, warmup=1, pairing="adjacent"), clock)
+    out = time_paired(ref, {"A": a, "B": b}, PairedProtocol(rounds=2, warmup=1, order="alternate", pairing="adjacent"),
+                      clock)
     # warm-up R A B; round 0: (R A)(B R); round 1, candidates rotated, each pair's order flipped: (R B)(A R)
     assert clock.log == ["R", "A", "B", "R", "A", "B", "R", "R", "B", "A", "R"]
     assert out["A"].reference_times_s == (0.01, 0.04) and out["A"].ratios == (2.0, 4.0)

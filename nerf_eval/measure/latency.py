@@ -10,9 +10,11 @@ side only moves the median little. The spread of those ratios (their interquarti
 max) is kept beside the speed-up so a reader can see how far to trust it.
 
 Order: which side runs first in a round can matter (caches, CPU frequency, memory the previous call
-freed), so the order changes from round to round: `alternate` rotates it (with one candidate: A B, B A,
-A B, ...; each callable takes each position equally often over a multiple of k rounds), `shuffle` draws
-it from a seeded RNG (reproducible, and no fixed neighbour relation among several candidates).
+freed), so the order changes from round to round: `shuffle` (the default) draws it from a seeded RNG,
+`alternate` rotates it (with one candidate: A B, B A, A B, ...; each callable takes each position
+equally often over a multiple of k rounds). Rotation keeps who-follows-whom fixed among three or more
+callables, and a call that follows one with the same weights finds them in cache: fp32 timed against
+itself with two other candidates read 1.01x-1.04x in five of five runs rotated.
 
 Garbage collection: Python's cyclic collector runs inside whichever call happens to cross its
 allocation threshold, charging a pause to one side of one round only. With `gc=True` the collector is
@@ -52,7 +54,7 @@ class PairedProtocol:
     min_time_s: after `rounds`, keep adding rounds until the timed rounds have lasted this long in all
         (0: exactly `rounds`); a fast callable then gets more rounds and a steadier median.
     max_rounds: never more rounds than this, whatever `min_time_s` asks.
-    order: "alternate" (rotate the order each round) or "shuffle" (seeded random order each round).
+    order: "shuffle" (seeded random order each round) or "alternate" (rotate the order each round).
     seed: the RNG seed of "shuffle".
     pairing: "shared" (each round calls the reference once and pairs that call with every candidate: k+1
         calls a round, and candidates are compared on the very same reference calls) or "adjacent" (each
@@ -65,7 +67,7 @@ class PairedProtocol:
     warmup: int = 1
     min_time_s: float = 0.0
     max_rounds: int = 1000
-    order: str = "alternate"
+    order: str = "shuffle"
     seed: int = 0
     gc: bool = True
     pairing: str = "shared"
