@@ -13,7 +13,7 @@ every parallel region waits for its slowest thread, so one preempted thread stal
 is noise of each single call, which pairing cannot cancel (it cancels load common to both calls of a
 pair). Measured on 2 AMD EPYC cores at load average 5-10 (other test runs and a training job): with 2
 threads, 7 of 15 runs fell outside the bounds below (fp32 against itself 0.73x-1.26x, identical
-architectures up to 44% apart); with 1 thread, 11 of 11 runs inside (0.97x-1.04x, at most 8.4% apart).
+architectures up to 44% apart); with 1 thread, 13 of 13 runs inside (0.97x-1.04x, at most 8.4% apart).
 """
 
 from __future__ import annotations
