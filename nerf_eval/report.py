@@ -54,14 +54,14 @@ def speedup(row: dict, base: dict | None, time_key: str = "render_time_s") -> fl
 
 def markdown_table(rows: list[dict], time_key: str = "render_time_s") -> str:
     """The reference report's table: variant, PSNR (and change), SSIM, FLIP, worst view, depth error,
-    render time and size with their % changes against the fp32 row."""
+    render time and size with their % changes against the fp32 row, and the paired latency speed-up."""
     base = next((r for r in rows if r["name"] == "fp32"), rows[0] if rows else None)
     head = ("| variant | PSNR dB | ΔPSNR | SSIM | ꟻLIP | worst view dB | depth err | render time s | Δtime | "
-            "speed-up | size MB | Δsize |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+            "speed-up | paired speed-up (IQR) | size MB | Δsize |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         if r.get("error"):
-            lines.append(f"| {r['name']} | failed: {r['error']} |" + " |" * 10)
+            lines.append(f"| {r['name']} | failed: {r['error']} |" + " |" * 11)
             continue
         dpsnr = r["psnr"] - base["psnr"] if base else float("nan")
         t = r.get(time_key)
@@ -70,9 +70,18 @@ def markdown_table(rows: list[dict], time_key: str = "render_time_s") -> str:
         lines.append(
             f"| {r['name']} | {_f(r['psnr'], '.2f')} | {_f(dpsnr, '+.2f')} | {_f(r['ssim'], '.4f')} | "
             f"{_f(r.get('flip'), '.4f')} | {_f(r.get('worst_psnr'), '.2f')} | {_f(r.get('depth_error'), '.4f')} | "
-            f"{_f(t, '.2f')} | {_pct(t, bt)} | {_f(speed, '.2f')}× | {_f(r['size_bytes'] / 1e6, '.2f')} | "
+            f"{_f(t, '.2f')} | {_pct(t, bt)} | {_f(speed, '.2f')}× | {_paired(r)} | {_f(r['size_bytes'] / 1e6, '.2f')} | "
             f"{_pct(r['size_bytes'], base['size_bytes'] if base else None)} |")
     return "\n".join(lines) + "\n"
+
+
+def _paired(row: dict) -> str:
+    """The latency batch's speed-up over fp32 timed interleaved with it (median of per-round ratios) and the
+    interquartile range of those ratios; '-' for rows measured before paired timing existed."""
+    sp, iqr = row.get("latency_speedup"), row.get("latency_speedup_spread")
+    if not isinstance(sp, (int, float)) or not math.isfinite(sp):
+        return "-"
+    return f"{sp:.2f}× ({iqr:.2f})" if isinstance(iqr, (int, float)) and math.isfinite(iqr) else f"{sp:.2f}×"
 
 
 def reference_table() -> str:
