@@ -19,13 +19,13 @@ architectures up to 44% apart); with 1 thread, 13 of 13 runs inside (0.97x-1.04x
 from __future__ import annotations
 
 import os
-import platform
 from pathlib import Path
 
 import pytest
 
 from nerf_eval.checkpoint import load_checkpoint
 from nerf_eval.compress import get_compressor
+from nerf_eval.hardware import cpu_name
 from nerf_eval.measure import PairedProtocol, time_renders
 from nerf_eval.render import RenderSettings
 from nerf_eval.scenes.procedural import make_scene
@@ -38,17 +38,6 @@ LATENCY_RAYS = 48  # the plugin's batch is 256 rays; fewer keep this benchmark u
 SELF_BAND = (0.9, 1.1)  # fp32 against itself
 SAME_TOLERANCE = 0.10  # two identical architectures: speed-ups within 10% of each other
 THREADS = int(os.environ.get("NERF_PAIRED_THREADS", "1"))
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def test_paired_speedups_of_fp32_against_itself_and_of_identical_architectures():
@@ -76,7 +65,7 @@ def test_paired_speedups_of_fp32_against_itself_and_of_identical_architectures()
         torch.set_num_threads(threads)
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\npaired latency on {_cpu_model()}, {THREADS} thread(s), load average {load:.2f}; "
+    print(f"\npaired latency on {cpu_name()}, {THREADS} thread(s), load average {load:.2f}; "
           f"{LATENCY_RAYS} rays at {settings.n_coarse}+{settings.n_fine} samples, fp32 reference")
     for name, t in out.items():
         print(f"  {name:<24} speed-up {t.summary()}; median {1e3 * t.latency_s:.0f} ms "
