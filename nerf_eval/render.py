@@ -11,7 +11,7 @@ import contextlib
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Protocol
 
 import torch
 from torch import nn
@@ -94,12 +94,18 @@ class Rays:
         return cls(o, d, v, n, f)
 
 
+def sample_distances(z_vals: torch.Tensor, rays_d: torch.Tensor) -> torch.Tensor:
+    """The length (R, S) each sample at depths z_vals (R, S) stands for: the distance to the next sample
+    along the ray (unnormalised directions rays_d (R, 3)), and 1e10 for the last (it absorbs the rest)."""
+    dists = z_vals[..., 1:] - z_vals[..., :-1]
+    dists = torch.cat([dists, torch.full_like(dists[..., :1], 1e10)], -1)
+    return dists * torch.linalg.norm(rays_d[..., None, :], dim=-1)
+
+
 def volume_render(raw: torch.Tensor, z_vals: torch.Tensor, rays_d: torch.Tensor, white_bkgd: bool = True,
                   raw_noise_std: float = 0.0, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Composite raw (R, S, 4) outputs at depths z_vals (R, S) into rgb, depth, acc and weights."""
-    dists = z_vals[..., 1:] - z_vals[..., :-1]
-    dists = torch.cat([dists, torch.full_like(dists[..., :1], 1e10)], -1)
-    dists = dists * torch.linalg.norm(rays_d[..., None, :], dim=-1)
+    dists = sample_distances(z_vals, rays_d)
     rgb = torch.sigmoid(raw[..., :3])
     sigma = raw[..., 3]
     if raw_noise_std > 0.0:
@@ -135,19 +141,109 @@ def query_network(net: nn.Module, config: NeRFConfig, pts: torch.Tensor, viewdir
     return raw.reshape(n_rays, n_samples, -1)
 
 
+OCCUPANCY_KEY = "occupancy"  # pair.meta entry holding a SampleFilter (nerf_eval.compress.occupancy.OccupancyGrid)
+MARCH_SAMPLES = 16  # occupied fine samples per ray queried per step of early-stopping marching
+
+
+class SampleFilter(Protocol):
+    """What `render_rays` needs from an accelerator in `pair.meta[OCCUPANCY_KEY]`.
+
+    `occupied(points (..., 3)) -> (...) bool`: False only where the model's density is known to be
+    negligible (those samples are not sent to the networks and count as empty). `stop_transmittance`:
+    the fine pass marches each ray front to back and skips the rest of it once its transmittance is
+    below this (what it skips could change the pixel by about that much); 0 disables early stopping."""
+
+    stop_transmittance: float
+
+    def occupied(self, points: torch.Tensor) -> torch.Tensor: ...
+
+
+def sample_filter(pair: ModelPair) -> SampleFilter | None:
+    """The pair's accelerator (an occupancy grid), or None for plain rendering."""
+    return pair.meta.get(OCCUPANCY_KEY) if pair.meta else None
+
+
+def _query_kept(net: nn.Module, config: NeRFConfig, flat_pts: torch.Tensor, views: torch.Tensor | None,
+                idx: torch.Tensor, n_samples: int, autocast_dtype: torch.dtype | None,
+                clock: StageClock | None) -> torch.Tensor:
+    """Raw (K, 4) of `net` at the flat sample indices `idx` of points (R * S, 3); `views` are the
+    encoded view dirs per ray (R, C) or None."""
+    with _stage(clock, "encoding"):
+        x = positional_encoding(flat_pts[idx], config.multires)
+        if views is not None:
+            x = torch.cat([x, views[torch.div(idx, n_samples, rounding_mode="floor")]], -1)
+    ctx = (torch.autocast(x.device.type, dtype=autocast_dtype) if autocast_dtype is not None
+           else contextlib.nullcontext())
+    with _stage(clock, "network"), ctx:
+        return net(x).float()
+
+
+def query_occupied(net: nn.Module, config: NeRFConfig, pts: torch.Tensor, viewdirs: torch.Tensor,
+                   keep: torch.Tensor, autocast_dtype: torch.dtype | None = None,
+                   clock: StageClock | None = None, dists: torch.Tensor | None = None,
+                   stop_transmittance: float = 0.0) -> torch.Tensor:
+    """`query_network` for the points (R, S, 3) where `keep` (R, S) is True; the others get raw zeros
+    (zero density: they add nothing to the composite). Returns fp32 raw (R, S, 4).
+
+    Kept points are gathered (encoding stage), run through `net` (network stage) and scattered back
+    (compositing stage), so a network's cost follows the kept points. With `stop_transmittance` > 0
+    and the samples' `dists` (R, S) (as `volume_render` weighs them), rays are marched front to back,
+    `MARCH_SAMPLES` kept samples per ray and step, and a ray's remaining samples are skipped once its
+    transmittance falls below `stop_transmittance`."""
+    n_rays, n_samples = pts.shape[:2]
+    flat_pts = pts.reshape(-1, 3)
+    with _stage(clock, "encoding"):
+        views = positional_encoding(viewdirs, config.multires_views) if config.use_viewdirs else None
+    raw = torch.zeros(n_rays * n_samples, 4, dtype=torch.float32, device=pts.device)
+    if stop_transmittance <= 0.0 or dists is None:
+        with _stage(clock, "sampling"):
+            idx = keep.reshape(-1).nonzero().squeeze(1)
+        if idx.numel():
+            out = _query_kept(net, config, flat_pts, views, idx, n_samples, autocast_dtype, clock)
+            with _stage(clock, "compositing"):
+                raw = raw.index_copy(0, idx, out)
+        return raw.reshape(n_rays, n_samples, 4)
+    with _stage(clock, "sampling"):
+        rank = torch.cumsum(keep, -1) - 1  # order of each kept sample along its ray
+        steps = -(-int(keep.sum(-1).max()) // MARCH_SAMPLES) if n_rays else 0
+        log_t = torch.zeros(n_rays, dtype=torch.float32, device=pts.device)
+        flat_dists = dists.reshape(-1)
+        log_stop = float(torch.log(torch.tensor(stop_transmittance)))
+    for step in range(steps):
+        with _stage(clock, "sampling"):
+            lo = step * MARCH_SAMPLES
+            sel = keep & (rank >= lo) & (rank < lo + MARCH_SAMPLES) & (log_t > log_stop)[:, None]
+            idx = sel.reshape(-1).nonzero().squeeze(1)
+        if not idx.numel():
+            break  # every ray has stopped or run out of kept samples
+        out = _query_kept(net, config, flat_pts, views, idx, n_samples, autocast_dtype, clock)
+        with _stage(clock, "compositing"):
+            raw = raw.index_copy(0, idx, out)
+            tau = torch.relu(out[:, 3].detach()) * flat_dists[idx]
+            log_t = log_t.index_add(0, torch.div(idx, n_samples, rounding_mode="floor"), -tau)
+    return raw.reshape(n_rays, n_samples, 4)
+
+
 def render_rays(pair: ModelPair, rays: Rays, settings: RenderSettings = RenderSettings(),
                 perturb: bool = False, raw_noise_std: float = 0.0, generator: torch.Generator | None = None,
                 autocast_dtype: torch.dtype | None = None, clock: StageClock | None = None) -> dict[str, torch.Tensor]:
     """Hierarchical rendering of one batch of rays (no chunking; see `render_chunked`).
 
     Returns the fine pass as rgb/depth/acc/weights/z_vals and the coarse pass as rgb0/depth0/acc0.
-    `clock` (optional) sums the time of each stage.
+    `clock` (optional) sums the time of each stage. With an accelerator in `pair.meta["occupancy"]`
+    (see `SampleFilter`), each network runs only on the samples in occupied space, and the fine pass
+    stops each ray once its transmittance is negligible; without one, every sample is queried.
     """
     o, d = rays.origins, rays.directions
+    grid = sample_filter(pair)
     with _stage(clock, "sampling"):
         z = stratified_samples(rays.near, rays.far, settings.n_coarse, perturb, settings.lindisp, generator)
         pts = o[:, None, :] + d[:, None, :] * z[..., None]
-    raw = query_network(pair.coarse, pair.config, pts, rays.viewdirs, autocast_dtype, clock)
+        keep = None if grid is None else grid.occupied(pts)
+    if keep is None:
+        raw = query_network(pair.coarse, pair.config, pts, rays.viewdirs, autocast_dtype, clock)
+    else:
+        raw = query_occupied(pair.coarse, pair.config, pts, rays.viewdirs, keep, autocast_dtype, clock)
     with _stage(clock, "compositing"):
         coarse = volume_render(raw, z, d, settings.white_bkgd, raw_noise_std, generator)
     if pair.fine is None or settings.n_fine <= 0:
@@ -161,7 +257,14 @@ def render_rays(pair: ModelPair, rays: Rays, settings: RenderSettings = RenderSe
                             deterministic=not perturb, generator=generator)
         z_all = torch.sort(torch.cat([z, z_fine.detach()], -1), -1).values
         pts = o[:, None, :] + d[:, None, :] * z_all[..., None]
-    raw = query_network(pair.fine, pair.config, pts, rays.viewdirs, autocast_dtype, clock)
+        keep = None if grid is None else grid.occupied(pts)
+    if keep is None:
+        raw = query_network(pair.fine, pair.config, pts, rays.viewdirs, autocast_dtype, clock)
+    else:
+        with _stage(clock, "sampling"):
+            dists = sample_distances(z_all, d)
+        raw = query_occupied(pair.fine, pair.config, pts, rays.viewdirs, keep, autocast_dtype, clock, dists,
+                             grid.stop_transmittance)
     with _stage(clock, "compositing"):
         fine = volume_render(raw, z_all, d, settings.white_bkgd, raw_noise_std, generator)
     fine["z_vals"] = z_all
