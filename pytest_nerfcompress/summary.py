@@ -126,12 +126,14 @@ class Summary:
         return out
 
     def messages(self) -> list[str]:
-        """One line per error, failure and warning, by row."""
+        """One line per error, failure and warning, by row (prefixed with the target when there are several)."""
         out = []
+        multi = len({t for t, _ in self.rows if t}) > 1
         for row in self.rows.values():
             failed = "XFAIL" if row.status == "XFAIL" else "FAIL "
-            out += [f"ERROR {m}" for m in row.errors] + [f"{failed} {m}" for m in row.failures]
-            out += [f"warn  {m}" for m in row.warnings]
+            where = f"{row.target}/" if multi and row.target else ""
+            out += [f"ERROR {where}{m}" for m in row.errors] + [f"{failed} {where}{m}" for m in row.failures]
+            out += [f"warn  {where}{m}" for m in row.warnings]
         return out
 
     def to_json(self) -> dict:
