@@ -1,5 +1,6 @@
-"""The README's "add your own compressor" conftest runs as written: both of its compressors join the
-suite under their names and pass their gates on the tiny target."""
+"""The plugin guide's examples run as written (docs/plugin.md): its three-line benchmark test and its
+"add your own compressor" conftest, on the tiny target: both compressors join the suite under their
+names, and every test passes its gates."""
 
 import re
 from pathlib import Path
@@ -8,25 +9,23 @@ from pytest_nerfcompress.testing import tiny_ini, write_tiny_target
 
 pytest_plugins = ["pytester"]
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-TEST_MODULE = '''
-def test_quality(nerf_compressed, nerf_evaluator, nerf_gate):
-    nerf_gate(nerf_evaluator(nerf_compressed, latency=False))
-'''
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "plugin.md"
 
 
-def readme_conftest() -> str:
-    section = README.read_text().split("### Add your own compressor", 1)[1]
-    match = re.search(r"```python\n(# conftest\.py\n.*?)```", section, re.S)
-    assert match, "README lost its conftest.py example"
+def guide_block(heading: str, first_line: str) -> str:
+    """The first ```python block under `heading` whose first line is `first_line`."""
+    section = GUIDE.read_text().split(heading, 1)[1]
+    match = re.search(r"```python\n(" + re.escape(first_line) + r"\n.*?)```", section, re.S)
+    assert match, f"docs/plugin.md lost its {first_line} example under {heading!r}"
     return match.group(1)
 
 
-def test_readme_conftest_example_runs(pytester, tmp_path, monkeypatch):
+def test_guide_examples_run_as_written(pytester, tmp_path, monkeypatch):
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     pytester.makeini(tiny_ini(write_tiny_target(tmp_path / "tiny")))
-    pytester.makeconftest(readme_conftest())
-    pytester.makepyfile(test_example=TEST_MODULE)
-    result = pytester.runpytest("-v", "--nerf-compressors=round-1/1024*")
-    result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines_random(["*test_quality?round-1/1024? PASSED*", "*test_quality?round-1/1024-hook? PASSED*"])
+    pytester.makeconftest(guide_block("## Add your own compressor", "# conftest.py"))
+    pytester.makepyfile(test_nerf=guide_block("## Your own benchmark test in three lines", "# test_nerf.py"))
+    result = pytester.runpytest("-v", "--nerf-compressors=fp32,round-1/1024*")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines_random(["*test_compressor?fp32? PASSED*", "*test_compressor?round-1/1024? PASSED*",
+                                        "*test_compressor?round-1/1024-hook? PASSED*"])
