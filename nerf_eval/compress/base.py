@@ -18,7 +18,7 @@ from torch import nn
 
 from nerf_eval.errors import CompressorError
 from nerf_eval.model import ModelPair
-from nerf_eval.render import Rays
+from nerf_eval.render import OCCUPANCY_KEY, Rays
 
 
 @runtime_checkable
@@ -156,8 +156,13 @@ def check_calibration(calibration: Rays, who: str) -> None:
 
 
 def serialized_size(module: nn.Module | ModelPair) -> int:
-    """Bytes that `torch.save` writes for the state of a network or of a whole pair (scales included)."""
+    """Bytes that `torch.save` writes for the state of a network or of a whole pair (scales included,
+    and a pair's occupancy grid, which is saved with it)."""
     nets = module.networks() if isinstance(module, ModelPair) else {"net": module}
+    state = {k: v.state_dict() for k, v in nets.items()}
+    grid = module.meta.get(OCCUPANCY_KEY) if isinstance(module, ModelPair) else None
+    if grid is not None:
+        state[OCCUPANCY_KEY] = grid.to_state()
     buf = io.BytesIO()
-    torch.save({k: v.state_dict() for k, v in nets.items()}, buf)
+    torch.save(state, buf)
     return buf.getbuffer().nbytes

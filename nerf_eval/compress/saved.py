@@ -4,7 +4,8 @@ Each network is stored as a record: its kind, the float NeRF config it was built
 (packed int8/int4 weights and scales included) and kind-specific settings. A kind knows how to describe
 a network and how to rebuild the same module structure before loading the state, so nothing but
 tensors and plain values is pickled and files load with `torch.load(..., weights_only=True)`.
-Compressor modules register the kinds they produce with `register_kind`.
+Compressor modules register the kinds they produce with `register_kind`. An occupancy grid
+(`nerf_eval.compress.occupancy`) is stored beside the networks as packed bits and plain values.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from torch import nn
 from nerf_eval.checkpoint import (FINE_NONE, FINE_OWN, atomic_save, build_network, load_torch_file,
                                   pair_from_checkpoint)
 from nerf_eval.compress.cast import CastNetwork
+from nerf_eval.compress.occupancy import OccupancyGrid
 from nerf_eval.compress.quantize import (STATIC_INT8_META, WeightOnlyLinear, dynamic_int8_network, int8_packing,
                                          static_int8_network, weight_only_network)
 from nerf_eval.errors import CheckpointError
 from nerf_eval.model import ModelPair, NeRF, NeRFConfig, is_float_nerf
+from nerf_eval.render import OCCUPANCY_KEY
 
 FORMAT = "nerfcompress-compressed-v1"
 
@@ -119,6 +122,9 @@ def save_compressed(path: str | Path, pair: ModelPair, compressor: str, source: 
     obj = {"format": FORMAT, "compressor": compressor, "config": pair.config.to_dict(),
            "source": dict(source or {}),
            "networks": {name: network_record(net) for name, net in pair.networks().items()}}
+    grid = pair.meta.get(OCCUPANCY_KEY)
+    if grid is not None:  # the accelerator's grid travels with the networks (packed bits and plain values)
+        obj[OCCUPANCY_KEY] = grid.to_state()
     return atomic_save(obj, path, overwrite=overwrite)
 
 
@@ -194,6 +200,12 @@ def _rebuild(path: Path, obj: Any) -> ModelPair:
     source = obj.get("source", {})
     meta = {"compressor": str(obj.get("compressor")), "source": source if isinstance(source, dict) else {},
             "checkpoint": str(path), "fine_network": FINE_OWN if "fine" in nets else FINE_NONE}
+    if obj.get(OCCUPANCY_KEY) is not None:
+        try:
+            meta[OCCUPANCY_KEY] = OccupancyGrid.from_state(obj[OCCUPANCY_KEY])
+        except (ValueError, TypeError, RuntimeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"{path}: bad occupancy grid ({first[:160]})") from None
     return ModelPair(nets["coarse"], nets.get("fine"), config, meta)
 
 
