@@ -13,6 +13,7 @@ shares are still only as steady as the machine (record the CPU with every figure
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 import warnings
@@ -151,7 +152,8 @@ def measure_roofline(models: dict[str, ModelPair], rays: Rays, settings: RenderS
     say = progress or (lambda _: None)
     probe = int8_engine_probe()
     machine = {"cpu": cpu_name(), "flags": cpu_flags(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-               "int8_engine": probe["engine"], "int8_engine_reason": probe["reason"]}
+               "int8_engine": probe["engine"], "int8_engine_reason": probe["reason"],
+               "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
     dtypes = {name: network_dtype(pair.fine if pair.fine is not None else pair.coarse) for name, pair in models.items()}
     used = sorted(set(dtypes.values()), key=DTYPES.index)
     roofs = {}
@@ -210,7 +212,8 @@ def roofline_markdown(r: Roofline) -> str:
     """The roofs and the per-model table, with each stage's share of the render time."""
     m = r.machine
     lines = [f"# Roofline: {m['cpu']} ({m['threads']} threads, torch {m['torch']})", "",
-             f"CPU flags: {', '.join(m['flags']) or 'unknown'}; int8 engine: {m['int8_engine']} ({m['int8_engine_reason']}).",
+             f"CPU flags: {', '.join(m['flags']) or 'unknown'}; int8 engine: {m['int8_engine']} ({m['int8_engine_reason']}); "
+             f"load average when it started: {m.get('load_average_1min')}.",
              "", "| precision | GEMM GFLOP/s (points x 256 @ 256 x 256) |", "|---|---|"]
     lines += [f"| {d} | {v:.1f} |" for d, v in r.roofs.items()]
     lines += ["", f"Whole render: {r.rays} rays at {r.settings['n_coarse']}+{r.settings['n_fine']} samples, median of "
