@@ -51,3 +51,27 @@ def test_leading_dimensions_are_kept_and_output_is_fp32():
 def test_zero_frequencies_is_identity():
     x = torch.rand(3, 3)
     assert torch.equal(positional_encoding(x, 0), x)
+
+
+def test_encoding_into_the_first_columns_of_a_wider_buffer_is_the_same_encoding():
+    x = torch.randn(7, 3) * 3
+    buf = torch.full((7, 63 + 27), float("nan"))
+    out = positional_encoding(x, 10, out=buf[:, :63])
+    assert out.data_ptr() == buf.data_ptr() and torch.equal(buf[:, :63], positional_encoding(x, 10))
+    assert torch.isnan(buf[:, 63:]).all()  # nothing written past its columns
+
+
+def test_exact_sines_and_cosines_of_power_of_two_angles():
+    x = torch.randn(11, 3) * 5
+    out = positional_encoding(x, 10)
+    for k in range(10):
+        base = 3 + 6 * k
+        assert torch.equal(out[:, base:base + 3], torch.sin(x * 2.0 ** k))
+        assert torch.equal(out[:, base + 3:base + 6], torch.cos(x * 2.0 ** k))
+
+
+def test_an_out_of_the_wrong_shape_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="out has shape"):
+        positional_encoding(torch.zeros(4, 3), 2, out=torch.empty(4, 14))
