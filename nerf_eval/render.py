@@ -121,6 +121,26 @@ def volume_render(raw: torch.Tensor, z_vals: torch.Tensor, rays_d: torch.Tensor,
     return {"rgb": rgb_map, "depth": depth_map, "acc": acc_map, "weights": weights}
 
 
+def encoded_inputs(config: NeRFConfig, flat_pts: torch.Tensor, views: torch.Tensor | None,
+                   ray_of: int | torch.Tensor) -> torch.Tensor:
+    """The network input (N, C) of points (N, 3): their encoding, then their ray's encoded view
+    direction from `views` (R, Cv) (None: no view input). `ray_of` says which ray each point is on: an
+    int S when the points are R rays x S samples in order, or an index tensor (N,).
+
+    Both parts are written into one buffer: expanding the view encoding per sample and concatenating
+    copied the whole input twice more."""
+    width = config.input_ch + (views.shape[-1] if views is not None else 0)
+    x = torch.empty(flat_pts.shape[0], width, dtype=torch.float32, device=flat_pts.device)
+    positional_encoding(flat_pts, config.multires, out=x[:, :config.input_ch])
+    if views is not None:
+        tail = x[:, config.input_ch:]
+        if isinstance(ray_of, int):
+            tail.unflatten(0, (-1, ray_of)).copy_(views[:, None, :])
+        else:
+            tail.copy_(views[ray_of])
+    return x
+
+
 def query_network(net: nn.Module, config: NeRFConfig, pts: torch.Tensor, viewdirs: torch.Tensor,
                   autocast_dtype: torch.dtype | None = None, clock: StageClock | None = None) -> torch.Tensor:
     """Run `net` on points (R, S, 3) seen along unit view dirs (R, 3); returns fp32 raw (R, S, 4).
@@ -129,11 +149,8 @@ def query_network(net: nn.Module, config: NeRFConfig, pts: torch.Tensor, viewdir
     """
     n_rays, n_samples = pts.shape[:2]
     with _stage(clock, "encoding"):
-        x = positional_encoding(pts.reshape(-1, 3), config.multires)
-        if config.use_viewdirs:
-            v = positional_encoding(viewdirs, config.multires_views)
-            v = v[:, None, :].expand(n_rays, n_samples, v.shape[-1]).reshape(-1, v.shape[-1])
-            x = torch.cat([x, v], -1)
+        views = positional_encoding(viewdirs, config.multires_views) if config.use_viewdirs else None
+        x = encoded_inputs(config, pts.reshape(-1, 3), views, n_samples)
     ctx = (torch.autocast(x.device.type, dtype=autocast_dtype) if autocast_dtype is not None
            else contextlib.nullcontext())
     with _stage(clock, "network"), ctx:
@@ -169,9 +186,7 @@ def _query_kept(net: nn.Module, config: NeRFConfig, flat_pts: torch.Tensor, view
     """Raw (K, 4) of `net` at the flat sample indices `idx` of points (R * S, 3); `views` are the
     encoded view dirs per ray (R, C) or None."""
     with _stage(clock, "encoding"):
-        x = positional_encoding(flat_pts[idx], config.multires)
-        if views is not None:
-            x = torch.cat([x, views[torch.div(idx, n_samples, rounding_mode="floor")]], -1)
+        x = encoded_inputs(config, flat_pts[idx], views, torch.div(idx, n_samples, rounding_mode="floor"))
     ctx = (torch.autocast(x.device.type, dtype=autocast_dtype) if autocast_dtype is not None
            else contextlib.nullcontext())
     with _stage(clock, "network"), ctx:
