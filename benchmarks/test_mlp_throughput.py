@@ -5,7 +5,7 @@ import warnings
 import pytest
 
 from nerf_eval.model import NeRF, NeRFConfig
-from nerf_eval.throughput import gemm_gflops, mlp_flops_per_point, mlp_points_per_second
+from nerf_eval.throughput import gemm_rate, mlp_flops_per_point, mlp_points_per_second
 
 
 @pytest.mark.benchmark(group="mlp-throughput")
@@ -13,7 +13,7 @@ def test_mlp_share_of_gemm_rate(benchmark):
     config = NeRFConfig()
     net = NeRF(config).eval()
     n_points = 16384
-    gemm = gemm_gflops(n=n_points)
+    gemm = gemm_rate("fp32", rows=n_points)
     pts_s = benchmark.pedantic(mlp_points_per_second, args=(net, config, n_points, 3), rounds=3, iterations=1)
     mlp_gflops = pts_s * mlp_flops_per_point(config) / 1e9
     share = mlp_gflops / gemm

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import statistics
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,9 +24,10 @@ import torch
 from torch import nn
 
 from nerf_eval.compress.quantize import STATIC_INT8_META
-from nerf_eval.hardware import cpu_name, int8_engine_probe, is_slow_dtype, quantized_engine
+from nerf_eval.hardware import cpu_name, int8_engine_probe
 from nerf_eval.model import ModelPair
 from nerf_eval.render import Rays, RenderSettings, StageClock, render_chunked
+from nerf_eval.throughput import gemm_rate, network_flops_per_point
 
 STAGES = ("sampling", "encoding", "network", "compositing")
 DTYPES = ("fp32", "bf16", "fp16", "int8")
@@ -45,40 +45,6 @@ def cpu_flags() -> list[str]:
     return [f for f in CPU_FLAGS if f in flags]
 
 
-def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def gemm_rate(dtype: str, rows: int = 65536, width: int = 256, repeats: int = 3) -> float:
-    """GFLOP/s of a (rows x width) @ (width x width) product in `dtype` (int8: the int8 engine's Linear).
-
-    An emulated half dtype (hundreds of times slower on some CPUs) is timed on 1/16 of the rows."""
-    if dtype in ("bf16", "fp16") and is_slow_dtype(getattr(torch, {"bf16": "bfloat16", "fp16": "float16"}[dtype])):
-        rows //= 16
-    gen = torch.Generator().manual_seed(0)
-    a, b = torch.randn(rows, width, generator=gen), torch.randn(width, width, generator=gen)
-    with torch.inference_mode():
-        if dtype == "int8":
-            with warnings.catch_warnings(), quantized_engine(int8_engine_probe()["engine"]):
-                warnings.simplefilter("ignore")
-                qa = torch.quantize_per_tensor(a.abs(), 0.05, 0, torch.quint8)
-                w = torch.quantize_per_channel(b, torch.full((width,), 0.05), torch.zeros(width, dtype=torch.long), 0,
-                                               torch.qint8)
-                packed = torch.ops.quantized.linear_prepack(w, None)
-                seconds = _median_seconds(lambda: torch.ops.quantized.linear(qa, packed, 1.0, 0), repeats)
-        else:
-            t = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
-            a, b = a.to(t), b.to(t)
-            seconds = _median_seconds(lambda: a @ b, repeats)
-    return 2.0 * rows * width * width / seconds / 1e9
-
-
 def network_dtype(net: nn.Module) -> str:
     """The precision most of `net`'s MLP work runs in: int8 (static int8 graph), a half dtype, or fp32."""
     if STATIC_INT8_META in getattr(net, "meta", {}):
@@ -89,16 +55,6 @@ def network_dtype(net: nn.Module) -> str:
     if torch.float16 in kinds:
         return "fp16"
     return "fp32"
-
-
-def network_flops_per_point(net: nn.Module) -> int:
-    """Multiply-add FLOPs (2 per MAC) of one point through every linear layer of `net`, whatever its kind
-    (float, pruned, cast, quantized or weight-only: each keeps in_features/out_features); a layer's own
-    submodules (a quantized layer's packed parameters) are not counted again."""
-    i, o = getattr(net, "in_features", None), getattr(net, "out_features", None)
-    if isinstance(i, int) and isinstance(o, int):
-        return 2 * i * o
-    return sum(network_flops_per_point(child) for child in net.children())
 
 
 def _input_width(pair: ModelPair) -> int:
