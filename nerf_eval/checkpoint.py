@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from nerf_eval.encoding import encoded_dim
-from nerf_eval.errors import CheckpointError
+from nerf_eval.errors import CheckpointError, first_line
 from nerf_eval.model import ModelPair, NeRF, NeRFConfig
 
 FORMAT = "nerfcompress-v1"
@@ -112,7 +112,7 @@ def load_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
                                   f"({reason})") from None
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({reason})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({first[:200]})") from None
     return obj
 
@@ -184,7 +184,7 @@ def _expected_state(config: NeRFConfig, where: str) -> dict[str, torch.Tensor]:
         with torch.device("meta"):
             return NeRF(config).state_dict()
     except (TypeError, ValueError, RuntimeError, OverflowError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise CheckpointError(f"{where}: config {config} does not describe a buildable NeRF ({first[:120]})") from None
 
 
@@ -226,7 +226,7 @@ def _config_entry(obj: dict, key: str, path: str | Path) -> NeRFConfig:
     try:
         return NeRFConfig.from_dict(entry)
     except (TypeError, ValueError, OverflowError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise CheckpointError(f"{path}: bad '{key}' entry ({first[:160]})") from None
 
 

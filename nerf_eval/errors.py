@@ -15,3 +15,10 @@ class CheckpointError(NerfEvalError):
 
 class CompressorError(NerfEvalError):
     """A compressor is unknown, misconfigured, or was given bad calibration data."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none), for one-line errors
+    that quote what a library said."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from nerf_eval.compress import get_compressor, serialized_size
 from nerf_eval.compress.finetune import finetune
+from nerf_eval.errors import first_line
 from nerf_eval.evaluate import ViewRender, evaluate
 from nerf_eval.measure import PairedProtocol, PairedTiming, time_render_pair
 from nerf_eval.model import ModelPair, count_parameters, is_float_nerf
@@ -171,7 +172,7 @@ def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[in
 
 
 def _failed(name: str, e: Exception) -> VariantResult:
-    line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    line = first_line(e)
     traceback.clear_frames(e.__traceback__)
     return VariantResult(name=name, error=f"{type(e).__name__}: {line}")
 

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from nerf_eval.checkpoint import atomic_save, build_network, load_torch_file, read_checkpoint
 from nerf_eval.encoding import positional_encoding
-from nerf_eval.errors import CheckpointError
+from nerf_eval.errors import CheckpointError, first_line
 from nerf_eval.model import ModelPair, NeRFConfig
 from nerf_eval.render import RenderSettings, render_rays
 from nerf_eval.scenes.scene import Scene
@@ -263,7 +263,7 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer_state_dict"])
             self.generator.set_state(state["rng_state"])
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise CheckpointError(f"{state_path}: optimizer or random state does not fit this run ({first[:160]})") from None
         self.step = int(obj["global_step"])
         self.wall_time = float(obj["meta"].get("wall_time_s", 0.0))

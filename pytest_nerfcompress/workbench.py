@@ -21,7 +21,7 @@ import torch
 
 from nerf_eval.checkpoint import file_hash, load_checkpoint
 from nerf_eval.compress import Compressor, serialized_size
-from nerf_eval.errors import CheckpointError, CompressorError, NerfEvalError, SceneError
+from nerf_eval.errors import CheckpointError, CompressorError, NerfEvalError, SceneError, first_line
 from nerf_eval.evaluate import evaluate
 from nerf_eval.model import ModelPair
 from nerf_eval.render import Rays, RenderSettings, render_chunked
@@ -51,10 +51,6 @@ class CompressedModel:
     compress_seconds: float = 0.0
 
 
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [""])[0][:300]
-
-
 def check_compressed(name: str, out: object) -> ModelPair:
     """Refuse what the renderer cannot use: not a ModelPair, or a network that does not map
     (N, C) fp32 encoded inputs to (N, 4) fp32 raw outputs."""
@@ -68,7 +64,7 @@ def check_compressed(name: str, out: object) -> ModelPair:
                 raw = net(probe)
         except Exception as e:  # any failure of user code on a well-formed input
             raise CompressorError(f"{name}: the compressed {role} network fails on a ({PROBE_ROWS}, {width}) "
-                                  f"input: {type(e).__name__}: {_first_line(e)}") from None
+                                  f"input: {type(e).__name__}: {first_line(e)[:300]}") from None
         if not isinstance(raw, torch.Tensor):
             raise CompressorError(f"{name}: the compressed {role} network returns {type(raw).__name__}, "
                                   "expected a tensor")
@@ -108,7 +104,7 @@ class Workbench:
         except NerfEvalError:
             raise
         except Exception as e:  # loaders may hit anything on a broken file; keep it to one line
-            raise SceneError(f"{spec}: cannot load scene ({type(e).__name__}: {_first_line(e)})") from None
+            raise SceneError(f"{spec}: cannot load scene ({type(e).__name__}: {first_line(e)[:300]})") from None
         try:
             return scene.rescaled(self.target.scale if self.target.scale is not None else self.options.scale)
         except ValueError as e:
@@ -196,7 +192,7 @@ class Workbench:
         except NerfEvalError as e:
             raise CompressorError(str(e) if str(e).startswith(name) else f"{name}: {e}") from None
         except Exception as e:  # user code: report it in one line naming the compressor
-            raise CompressorError(f"{name}: compress raised {type(e).__name__}: {_first_line(e)}") from None
+            raise CompressorError(f"{name}: compress raised {type(e).__name__}: {first_line(e)[:300]}") from None
         seconds = time.perf_counter() - start
         if model_fingerprint(pair) != before:
             del self.pair  # reload the untouched weights for the other compressors
@@ -217,7 +213,7 @@ class Workbench:
             except NerfEvalError:
                 raise
             except Exception as e:  # a compressed network that breaks inside the renderer
-                raise CompressorError(f"{name}: rendering failed: {type(e).__name__}: {_first_line(e)}") from None
+                raise CompressorError(f"{name}: rendering failed: {type(e).__name__}: {first_line(e)[:300]}") from None
             arrays = {"rgb": np.stack([r.rgb.numpy() for r in ev.renders]),
                       "depth": np.stack([r.depth.numpy() for r in ev.renders]),
                       "acc": np.stack([r.acc.numpy() for r in ev.renders])}

@@ -23,7 +23,7 @@ from nerf_eval.compress.cast import CastNetwork
 from nerf_eval.compress.occupancy import OccupancyGrid
 from nerf_eval.compress.quantize import (STATIC_INT8_META, WeightOnlyLinear, dynamic_int8_network, int8_packing,
                                          static_int8_network, weight_only_network)
-from nerf_eval.errors import CheckpointError
+from nerf_eval.errors import CheckpointError, first_line
 from nerf_eval.model import ModelPair, NeRF, NeRFConfig, is_float_nerf
 from nerf_eval.render import OCCUPANCY_KEY
 
@@ -163,20 +163,20 @@ def _rebuild_network(path: Path, name: str, rec: Any) -> nn.Module:
     try:
         config = NeRFConfig.from_dict(settings["config"])
     except (TypeError, ValueError, OverflowError) as e:
-        raise CheckpointError(f"{where}: bad NeRF config ({str(e).splitlines()[0][:160] if str(e) else e!r})") from None
+        raise CheckpointError(f"{where}: bad NeRF config ({first_line(e)[:160]})") from None
     if kind.name == "nerf":
         return build_network(rec["state"], config, where)
     _check_finite(rec["state"], where)
     try:
         module = kind.rebuild(settings)
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, OverflowError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise CheckpointError(f"{where}: bad {kind.name} settings ({first[:160]})") from None
     try:
         with int8_packing():  # int8 weights are re-packed on load: with this machine's engine, as at compression
             module.load_state_dict(rec["state"])
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise CheckpointError(f"{path}: {name} network does not match its recorded structure ({first[:160]})") from None
     return module.eval()
 
@@ -196,7 +196,7 @@ def _rebuild(path: Path, obj: Any) -> ModelPair:
     try:
         config = NeRFConfig.from_dict(obj["config"])
     except (TypeError, ValueError, OverflowError) as e:
-        raise CheckpointError(f"{path}: bad 'config' entry ({str(e).splitlines()[0][:160] if str(e) else e!r})") from None
+        raise CheckpointError(f"{path}: bad 'config' entry ({first_line(e)[:160]})") from None
     source = obj.get("source", {})
     meta = {"compressor": str(obj.get("compressor")), "source": source if isinstance(source, dict) else {},
             "checkpoint": str(path), "fine_network": FINE_OWN if "fine" in nets else FINE_NONE}
@@ -204,7 +204,7 @@ def _rebuild(path: Path, obj: Any) -> ModelPair:
         try:
             meta[OCCUPANCY_KEY] = OccupancyGrid.from_state(obj[OCCUPANCY_KEY])
         except (ValueError, TypeError, RuntimeError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise CheckpointError(f"{path}: bad occupancy grid ({first[:160]})") from None
     return ModelPair(nets["coarse"], nets.get("fine"), config, meta)
 
