@@ -2,7 +2,8 @@
 
 The search space is what the registry offers, composed: a pruning ratio per network (the OBS rule with
 least-squares repair, `prune-activation-obs:R:coarse=Rc`), then a precision per network (fp32, bf16 or
-static int8: `int8-ptq-fine+bf16:coarse`, ...) or per layer (`mixed:F`, the activation-aware search).
+static int8: `int8-ptq-fine+bf16:coarse`, ...) or per layer (`mixed:F`, the activation-aware search),
+then an accelerator (`...+occupancy`).
 Every candidate therefore has a registry name that rebuilds it exactly.
 
 1. Quality is the PSNR on *calibration views* (the scene's val split, never the test views), against
@@ -13,8 +14,9 @@ Every candidate therefore has a registry name that rebuilds it exactly.
 2. First every per-network precision of the fp32 pair: both networks are quantized once per base pair
    (int8 calibration does not depend on the other network's precision) and the combinations are
    assembled from them. Then pruning: statistics and unit scores are computed once, each ratio pair is
-   a slice of them. Then every precision on the fastest pruned points within the budget, and last
-   `mixed` on fp32 and the best pruned point, as time allows.
+   a slice of them. Then every precision on the fastest pruned points within the budget, then
+   `mixed` on fp32 and the best pruned point, and last every accelerator (`occupancy`: skip empty
+   space, stop rays early) appended to the fastest feasible candidates so far, as time allows.
 3. Candidates within the drop budget are ranked by the objective (latency or size); the best is rebuilt
    from its name and confirmed on held-out test views against fp32 on the same views. A candidate that
    fails confirmation is reported and the next one is tried.
@@ -62,6 +64,8 @@ class SearchOptions:
     precisions: tuple[str, ...] = PRECISIONS
     mixed_budgets: tuple[float, ...] = (40.0,)
     stage2_points: int = 4
+    accelerators: tuple[str, ...] = ("occupancy",)
+    accelerate_points: int = 2
     confirm_tries: int = 3
     calibration_views: int = 2
     confirm_views: int = 2
@@ -83,6 +87,8 @@ class SearchOptions:
         unknown = set(self.precisions) - set(PRECISIONS)
         if unknown:
             raise NerfEvalError(f"autocompress: unknown precisions {sorted(unknown)}; choose from {PRECISIONS}")
+        for name in self.accelerators:
+            get_compressor(name)  # an unknown or malformed name is a one-line CompressorError now, not later
         if min(self.calibration_views, self.confirm_views, self.latency_rays, self.repeats) < 1:
             raise NerfEvalError("autocompress: views, latency rays and repeats must be positive")
 
@@ -285,6 +291,7 @@ def search(pair: ModelPair, scene: Scene, calibration: Rays, options: SearchOpti
             spec = f"mixed:{budget:g}"
             s.add(Candidate(candidate_name(rule, base.ratios, spec), "mixed", dict(base.ratios), spec),
                   lambda p=base_pair, sp=spec: get_compressor(sp).compress(p, calibration))
+    _accelerate_stage(s)
     s.bar.close()
     everything = [s.reference] + s.candidates
     for c in pareto_front(everything):
@@ -292,6 +299,19 @@ def search(pair: ModelPair, scene: Scene, calibration: Rays, options: SearchOpti
     chosen, chosen_pair, confirm_views, fp32_psnr = _confirm(s, everything)
     return SearchResult(s.candidates, s.reference, chosen, chosen_pair, options, s.elapsed(), s.stopped_early,
                         s.views, confirm_views, fp32_psnr)
+
+
+def _accelerate_stage(s: _Search) -> None:
+    """The fastest feasible candidates so far (fp32 included), each with every accelerator appended last:
+    an occupancy grid is a snapshot of the final model's density, so it follows pruning and precision."""
+    bases = rank([s.reference] + s.candidates, "speed")[:s.options.accelerate_points]
+    for base in bases:
+        for accelerator in s.options.accelerators:
+            if s.out_of_time():
+                return
+            name = accelerator if base is s.reference else f"{base.name}+{accelerator}"
+            s.add(Candidate(name, "accelerate", dict(base.ratios), base.precision),
+                  lambda n=name: get_compressor(n).compress(s.pair, s.calibration))
 
 
 def _precision_stage(s: _Search, base: Candidate, base_pair: ModelPair) -> None:

@@ -618,6 +618,9 @@ def _add_autocompress(sub) -> None:
     p.add_argument("--precisions", default=None,
                    help="per-network precisions tried, from fp32,bf16,int8 (default: all three, without bf16 where "
                         "this CPU emulates it)")
+    p.add_argument("--accelerators", default="occupancy",
+                   help="accelerators appended to the fastest feasible candidates, comma-separated registry names "
+                        "(default: occupancy; '' for none)")
     p.add_argument("--calibration-views", type=int, default=2)
     p.add_argument("--confirm-views", type=int, default=2)
     p.add_argument("--calibration-rays", type=int, default=4096)
@@ -657,7 +660,8 @@ def cmd_autocompress(args) -> int:
         precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
     options = SearchOptions(max_drop=args.max_drop, objective=args.objective, budget_s=args.budget_minutes * 60,
                             ratios=ratios, precisions=precisions, calibration_views=args.calibration_views,
-                            confirm_views=args.confirm_views, latency_rays=args.latency_rays)
+                            confirm_views=args.confirm_views, latency_rays=args.latency_rays,
+                            accelerators=tuple(a.strip() for a in args.accelerators.split(",") if a.strip()))
     pair = load_checkpoint(args.checkpoint)
     scene = load_scene(args.scene).rescaled(args.scale)
     calibration = scene.sample_rays(args.calibration_rays, "train", 0)

@@ -83,6 +83,9 @@ def test_search_picks_the_fastest_feasible_and_confirms_it(setup):
     result = search(pair, scene, cal, SearchOptions(**FAST), SMALL, progress=False)
     names = {c.name for c in result.candidates}
     assert "prune-activation-obs:0.5+int8-ptq-both" in names and "bf16" in names
+    accelerated = [c for c in result.candidates if c.stage == "accelerate"]  # the two fastest, then occupancy
+    assert len(accelerated) == 2
+    assert all(c.name == "occupancy" or c.name.endswith("+occupancy") for c in accelerated)
     assert result.chosen is not None and result.chosen.confirmed_drop is not None
     assert result.chosen is rank([result.reference] + result.candidates, "speed")[0]
     for c in result.candidates:
@@ -105,6 +108,8 @@ def test_bad_options():
         SearchOptions(ratios=(0.0, 1.0))
     with pytest.raises(NerfEvalError, match="not a pruning compressor"):
         SearchOptions(prune_rule="int8-ptq-both")
+    with pytest.raises(NerfEvalError, match="warp-drive"):
+        SearchOptions(accelerators=("warp-drive",))
 
 
 def test_cli_writes_model_front_and_tables(setup, capsys):
