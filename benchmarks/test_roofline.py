@@ -11,6 +11,7 @@ import torch
 from nerf_eval.checkpoint import load_checkpoint
 from nerf_eval.compress import get_compressor
 from nerf_eval.hardware import native_bf16
+from nerf_eval.measure import calibration_batch, latency_batch
 from nerf_eval.render import RenderSettings
 from nerf_eval.roofline import measure_roofline, roofline_markdown
 from nerf_eval.scenes import load_scene
@@ -24,10 +25,10 @@ def test_roofline_of_this_machine(benchmark):
         pytest.skip("object: no finished checkpoint (checkpoints/object/model_card.json missing)")
     pair = load_checkpoint(RUN / "checkpoint.pt").eval()
     scene = load_scene("object")
-    calibration = scene.sample_rays(2048, "train", 0)
+    calibration = calibration_batch(scene, 2048)
     names = ["fp32", "int8-ptq-both"] + (["bf16"] if native_bf16() else [])
     models = {n: pair if n == "fp32" else get_compressor(n).compress(pair, calibration) for n in names}
-    rays = scene.rays(scene.split("test")[0])[:256]
+    rays = latency_batch(scene, 256)
     result = benchmark.pedantic(measure_roofline, args=(models, rays, RenderSettings()), kwargs={"rounds": 3},
                                 rounds=1, iterations=1)
     print("\n" + roofline_markdown(result))

@@ -42,7 +42,7 @@ from nerf_eval.compress.prune import check_ratio, parse_prune_spec
 from nerf_eval.compress.quantize import static_int8_pair
 from nerf_eval.errors import NerfEvalError
 from nerf_eval.evaluate import evaluate
-from nerf_eval.measure import PairedProtocol, time_render_pair
+from nerf_eval.measure import PairedProtocol, latency_batch, time_render_pair
 from nerf_eval.model import ModelPair
 from nerf_eval.render import Rays, RenderSettings
 from nerf_eval.scenes.scene import Scene
@@ -198,7 +198,7 @@ class _Search:
         self.pair, self.scene, self.calibration, self.options, self.settings = pair, scene, calibration, options, settings
         self.t0 = time.perf_counter()
         self.views = _pick(scene, "val", options.calibration_views)
-        self.latency_rays = calibration[:options.latency_rays]
+        self.latency_rays = latency_batch(scene, options.latency_rays)
         self.candidates: list[Candidate] = []
         self.bar = tqdm(desc="autocompress", unit="cand", disable=not progress)
         t = time.perf_counter()

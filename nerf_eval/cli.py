@@ -493,7 +493,7 @@ def _grid_data(scene, results, renders, patterns: str = "*") -> dict:
     return out
 
 
-EXTEND_MUST_MATCH = ("sha256", "scene", "resolution", "views", "samples", "latency_rays")
+EXTEND_MUST_MATCH = ("sha256", "scene", "resolution", "views", "samples", "latency_rays", "latency_batch")
 
 
 def _earlier_rows(report_dir: Path, meta: dict) -> list:
@@ -545,6 +545,7 @@ def cmd_report(args) -> int:
     from nerf_eval.checkpoint import file_hash, load_checkpoint
     from nerf_eval.compress import REGISTRY
     from nerf_eval.experiment import run_variants
+    from nerf_eval.measure import calibration_batch, latency_batch
     from nerf_eval.render import RenderSettings
     from nerf_eval.report import refuse_to_replace, write_report
     from nerf_eval.scenes import load_scene
@@ -561,12 +562,12 @@ def cmd_report(args) -> int:
         views = scene.subset("test", _parse_views(args.views))
     except (KeyError, ValueError) as e:
         raise NerfEvalError(f"{args.scene}: {e.args[0]}") from None
-    calibration = scene.sample_rays(args.calibration_rays, "train", 0)
-    latency = scene.rays(views[0])[: args.latency_rays]
+    calibration = calibration_batch(scene, args.calibration_rays)
+    latency = latency_batch(scene, args.latency_rays)
     settings = RenderSettings(white_bkgd=scene.white_bkgd)
     meta = {"checkpoint": str(args.checkpoint), "sha256": file_hash(args.checkpoint)[:16], "scene": str(args.scene),
             "resolution": f"{scene.width}x{scene.height}", "views": len(views), "samples": "64+128",
-            "latency_rays": len(latency)}
+            "latency_rays": len(latency), "latency_batch": "seeded test rays"}
     finetune_device = _device(args.finetune_device, "--finetune-device")
     if args.finetune_steps:
         from nerf_eval.hardware import native_bf16
@@ -631,9 +632,16 @@ def _add_autocompress(sub) -> None:
 
 
 def cmd_autocompress(args) -> int:
-    from nerf_eval.autocompress import PRECISIONS, SearchOptions, front_plot, markdown, search
+    from nerf_eval.autocompress import (
+        PRECISIONS,
+        SearchOptions,
+        front_plot,
+        markdown,
+        search,
+    )
     from nerf_eval.checkpoint import file_hash, load_checkpoint
     from nerf_eval.compress.saved import save_compressed
+    from nerf_eval.measure import calibration_batch
     from nerf_eval.render import RenderSettings
     from nerf_eval.report import atomic_directory, refuse_to_replace
     from nerf_eval.scenes import load_scene
@@ -664,7 +672,7 @@ def cmd_autocompress(args) -> int:
                             accelerators=tuple(a.strip() for a in args.accelerators.split(",") if a.strip()))
     pair = load_checkpoint(args.checkpoint)
     scene = load_scene(args.scene).rescaled(args.scale)
-    calibration = scene.sample_rays(args.calibration_rays, "train", 0)
+    calibration = calibration_batch(scene, args.calibration_rays)
     result = search(pair, scene, calibration, options, RenderSettings(white_bkgd=scene.white_bkgd))
     with atomic_directory(out, args.force) as tmp:
         (tmp / "search.md").write_text(markdown(result))
@@ -736,7 +744,7 @@ def _add_roofline(sub) -> None:
     p.add_argument("--scene", required=True, help=SCENE_HELP)
     p.add_argument("--compressors", default="fp32,bf16,int8-ptq-both",
                    help="comma-separated names or globs (default: fp32,bf16,int8-ptq-both)")
-    p.add_argument("--rays", type=int, default=1024, help="rays of the first test view rendered (default 1024)")
+    p.add_argument("--rays", type=int, default=1024, help="seeded test rays rendered (default 1024)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (default 3)")
     p.add_argument("--calibration-rays", type=int, default=2048)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -751,6 +759,7 @@ def cmd_roofline(args) -> int:
     from nerf_eval.checkpoint import load_checkpoint
     from nerf_eval.compress import REGISTRY, get_compressor
     from nerf_eval.hardware import slow_dtype_note, slow_dtypes
+    from nerf_eval.measure import calibration_batch, latency_batch
     from nerf_eval.render import RenderSettings
     from nerf_eval.report import atomic_directory, refuse_to_replace
     from nerf_eval.roofline import measure_roofline, roofline_markdown, roofline_plot
@@ -764,8 +773,8 @@ def cmd_roofline(args) -> int:
     names = REGISTRY.select([n.strip() for n in args.compressors.split(",") if n.strip()])
     pair = load_checkpoint(args.checkpoint).eval()
     scene = load_scene(args.scene)
-    calibration = scene.sample_rays(args.calibration_rays, "train", 0)
-    rays = scene.rays(scene.split("test")[0])[: args.rays]
+    calibration = calibration_batch(scene, args.calibration_rays)
+    rays = latency_batch(scene, args.rays)
     models = {}
     for name in names:
         model = pair if name == "fp32" else get_compressor(name).compress(pair, calibration)

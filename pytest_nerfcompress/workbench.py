@@ -23,12 +23,13 @@ from nerf_eval.checkpoint import file_hash, load_checkpoint
 from nerf_eval.compress import Compressor, serialized_size
 from nerf_eval.errors import CheckpointError, CompressorError, NerfEvalError, SceneError, first_line
 from nerf_eval.evaluate import evaluate
+from nerf_eval.measure import calibration_batch, latency_batch
 from nerf_eval.model import ModelPair
 from nerf_eval.render import Rays, RenderSettings, render_chunked
 from nerf_eval.scenes import Scene, load_scene, parse_scene_spec
 from pytest_nerfcompress.cache import EvalCache, digest, model_fingerprint, tensors_fingerprint, write_npz
-from pytest_nerfcompress.provenance import check_card, check_scene, missing_checkpoint_message, portable
 from pytest_nerfcompress.options import NerfOptions, parse_views
+from pytest_nerfcompress.provenance import check_card, check_scene, missing_checkpoint_message, portable
 from pytest_nerfcompress.record import Record
 from pytest_nerfcompress.target import Target
 
@@ -150,13 +151,12 @@ class Workbench:
     @cached_property
     def calibration_rays(self) -> Rays:
         """Rays from training views, handed to compressors (seeded: the same every session)."""
-        split = "train" if self.scene.splits.get("train") else "all"
-        return self.scene.sample_rays(self.options.calibration_rays, split, seed=0)
+        return calibration_batch(self.scene, self.options.calibration_rays)
 
     @cached_property
     def latency_rays(self) -> Rays:
         """The fixed ray batch every latency is measured on (seeded, from test views)."""
-        return self.scene.sample_rays(self.options.latency_rays, "test", seed=1)
+        return latency_batch(self.scene, self.options.latency_rays)
 
     @cached_property
     def scene_fingerprint(self) -> str:
