@@ -78,7 +78,15 @@ def _nerf_known_failure(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture(scope="session")
 def nerf_workbench(pytestconfig: pytest.Config, nerf_target: Target) -> "Workbench":
-    """The session's cached data and models for `nerf_target` (what the other fixtures read)."""
+    """The session's cached data and models for `nerf_target` (what the other fixtures read).
+
+    With --nerf-device cuda on a machine without a CUDA device, every test using it skips, saying so."""
+    device = nerf_session(pytestconfig).options.device
+    if device != "cpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip(f"--nerf-device {device}: this torch ({torch.__version__}) sees no CUDA device here")
     return nerf_session(pytestconfig).workbench(nerf_target)
 
 
@@ -134,14 +142,23 @@ def nerf_compressed(pytestconfig: pytest.Config, nerf_compressor: Any, nerf_work
     """The compressor's output on `nerf_pair` (built once per compressor per session):
     `.name`, `.pair` (a ModelPair), `.gates`, `.compress_seconds`.
 
+    With --nerf-device cuda the model is compressed on the CPU and rendered on the GPU; one whose kernels
+    run on the CPU only (torch's quantized int8) is skipped, saying so.
+
     A model that computes in a half dtype this CPU only emulates (bf16 or fp16 without native matmuls,
     5 to 50 times slower than fp32) is skipped with the measured rate, unless --nerf-compressors names it."""
+    from nerf_eval.errors import NerfEvalError
     from nerf_eval.hardware import slow_dtype_note, slow_dtypes
 
     name = nerf_session(pytestconfig).registries().name_of(nerf_compressor)
     with one_line_errors(nerf_workbench.target.name):
         model = nerf_workbench.compressed(name, nerf_compressor)
-    slow = slow_dtypes(model.pair)
+    if nerf_options.device != "cpu":
+        try:
+            nerf_workbench.on_device(model.pair)
+        except NerfEvalError as e:
+            pytest.skip(f"{name}: {e}")
+    slow = slow_dtypes(model.pair) if nerf_options.device == "cpu" else []
     if slow and name not in nerf_options.compressors:
         pytest.skip(f"{name}: {slow_dtype_note(slow)}; name it in --nerf-compressors to measure it anyway")
     return model

@@ -9,6 +9,7 @@ configuration time, before anything is collected. Nothing here imports torch.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,8 @@ VALUE_OPTIONS: dict[str, tuple[str, str, str]] = {
     "latency-rays": ("rays in the fixed latency batch", "256", "256"),
     "latency-rounds": ("timed rounds per latency measurement (the minimum is kept)", "3", "1"),
     "calibration-rays": ("calibration rays (training views) handed to compressors", "2048", "1024"),
+    "device": ("where models render: cpu, or cuda / cuda:N where a GPU is (compression and int8 stay on the CPU)",
+               "cpu", "cpu"),
     "missing-baseline": ("what a --benchmark-compare without a comparable saved benchmark does: "
                          "warn, fail or skip", "warn", "warn"),
 }
@@ -100,6 +103,7 @@ class NerfOptions:
     quick: bool
     accept: bool = False
     cross_scene: bool = False
+    device: str = "cpu"
 
 
 def _raw(config: pytest.Config, name: str, quick: bool) -> tuple[str, str]:
@@ -178,6 +182,9 @@ def resolve(config: pytest.Config) -> NerfOptions:
     drop = raw["max-psnr-drop"][0]
     report = raw["report-dir"][0]
     check_views_form(raw["views"][0])
+    device = raw["device"][0].strip()
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise pytest.UsageError(f"--nerf-device={device!r}: expected cpu, cuda or cuda:N")
     lists = {}
     for name in LIST_OPTIONS:
         cli = config.getoption(ini_name(name))
@@ -197,6 +204,7 @@ def resolve(config: pytest.Config) -> NerfOptions:
         latency_rounds=_number("latency-rounds", raw["latency-rounds"][0], int, 1),
         calibration_rays=_number("calibration-rays", raw["calibration-rays"][0], int, 1),
         missing_baseline=policy,
+        device=device,
         gates=lists["gate"],
         compare_fail=lists["compare-fail"],
         quick=quick,

@@ -9,6 +9,7 @@ messages naming the scene, checkpoint or compressor.
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 from dataclasses import dataclass, field
@@ -94,6 +95,7 @@ class Workbench:
         self.timing_note = timing_note
         self._compressed: dict[int, tuple[Compressor, CompressedModel | CompressorError]] = {}
         self._latency: dict[str, float] = {}
+        self._on_device: dict[int, tuple[ModelPair, ModelPair]] = {}
         self.declared_gates: dict[str, dict[str, float]] = {}
 
     @cached_property
@@ -143,6 +145,27 @@ class Workbench:
             check_scene(path, pair.meta.get("scene"), self.target.scene, self.scene.source)
         return pair
 
+    def on_device(self, pair: ModelPair) -> ModelPair:
+        """`pair` where models render (--nerf-device): itself on the CPU, else a copy moved there once.
+
+        Compressors always run on the CPU pair; only rendering moves. A model whose modules cannot move
+        (torch's quantized int8 kernels are CPU-only) raises CompressorError naming the device."""
+        if self.options.device == "cpu":
+            return pair
+        key = id(pair)
+        if key not in self._on_device:
+            quantized = sorted({type(m).__name__ for net in pair.networks().values() for m in net.modules()
+                                if ".quantized" in type(m).__module__})
+            if quantized:  # torch moves their packed weights without complaint, then fails inside the render
+                raise CompressorError(f"cannot run on {self.options.device}: torch's quantized modules "
+                                      f"({', '.join(quantized[:3])}) have CPU kernels only")
+            try:
+                moved = copy.deepcopy(pair).to(self.options.device)
+            except (RuntimeError, NotImplementedError) as e:
+                raise CompressorError(f"cannot run on {self.options.device}: {first_line(e)[:200]}") from None
+            self._on_device[key] = (pair, moved)  # the entry keeps `pair` alive, so its id stays unique
+        return self._on_device[key][1]
+
     @cached_property
     def settings(self) -> RenderSettings:
         return RenderSettings(n_coarse=self.options.n_coarse, n_fine=self.options.n_fine,
@@ -166,8 +189,11 @@ class Workbench:
     @cached_property
     def record_settings(self) -> dict:
         """What a saved record must share with this run to be comparable."""
-        return {"views": self.views, "height": self.scene.height, "width": self.scene.width,
-                "samples": [self.settings.n_coarse, self.settings.n_fine]}
+        settings = {"views": self.views, "height": self.scene.height, "width": self.scene.width,
+                    "samples": [self.settings.n_coarse, self.settings.n_fine]}
+        if self.options.device != "cpu":  # CPU records keep the form saved runs already have
+            settings["device"] = self.options.device
+        return settings
 
     def compressed(self, name: str, compressor: Compressor) -> CompressedModel:
         """The compressor's output on the fp32 pair, built and checked once per session (failures too)."""
@@ -209,7 +235,7 @@ class Workbench:
         hit = self.cache.get(key)
         if hit is None:
             try:
-                ev = evaluate(pair, self.scene, self.views, self.settings, progress=False)
+                ev = evaluate(self.on_device(pair), self.scene, self.views, self.settings, progress=False)
             except NerfEvalError:
                 raise
             except Exception as e:  # a compressed network that breaks inside the renderer
@@ -248,7 +274,7 @@ class Workbench:
 
     def render_latency_batch(self, pair: ModelPair) -> Callable[[], dict]:
         """A no-argument function rendering the fixed latency batch (what `benchmark` should time)."""
-        rays, settings = self.latency_rays, self.settings
+        rays, settings, pair = self.latency_rays, self.settings, self.on_device(pair)
         return lambda: render_chunked(pair, rays, settings)
 
     def latency(self, pair: ModelPair, rounds: int | None = None) -> float | None:

@@ -477,3 +477,26 @@ def test_known_failures_run_as_strict_xfail_with_the_measured_figure(suite):
     result.stdout.fnmatch_lines(["[[]XPASS(strict)[]] known failure on scene: declared, but it passes"])
     result.stdout.re_match_lines_random([r"zero-density\s.*XFAIL$", r"fixture-copy\s.*FAIL$",
                                          r"^XFAIL zero-density: PSNR"])
+
+
+def test_an_unknown_device_is_a_one_line_usage_error(suite):
+    suite.makepyfile(test_quality=QUALITY_MODULE)
+    result = suite.runpytest("--nerf-device=tpu")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--nerf-device='tpu': expected cpu, cuda or cuda:N*"])
+
+
+@pytest.mark.skipif(importlib.import_module("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_a_gpu_device_without_a_gpu_skips_saying_why(suite):
+    suite.makepyfile(test_quality=QUALITY_MODULE)
+    result = suite.runpytest("-rs", "--nerf-device=cuda", "--nerf-compressors=fp32")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*--nerf-device cuda: this torch * sees no CUDA device here*"])
+
+
+@pytest.mark.skipif(not importlib.import_module("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_a_gpu_device_renders_there_and_skips_cpu_only_int8(suite):
+    suite.makepyfile(test_quality=QUALITY_MODULE)
+    result = suite.runpytest("-rs", "--nerf-device=cuda", "--nerf-compressors=fp32,fp16,int8-ptq-both")
+    result.assert_outcomes(passed=2, skipped=1)
+    result.stdout.fnmatch_lines(["*int8-ptq-both: cannot run on cuda*CPU kernels only*"])

@@ -166,3 +166,16 @@ def test_checkpoint_must_be_the_file_its_model_card_describes_and_record_this_sc
     with pytest.raises(CheckpointError, match="trained on scene 'builtin:object:seed=0', but the scene under test"):
         bench(tiny, checkpoint=other).pair
     assert bench(tiny, checkpoint=other, cross_scene=True).pair is not None
+
+
+def test_on_device_is_the_pair_itself_on_the_cpu_and_refuses_cpu_only_int8_elsewhere(tiny, tmp_path):
+    from nerf_eval.compress import get_compressor
+    from nerf_eval.errors import CompressorError
+
+    cpu = bench(tiny, tmp_path / "cache")
+    assert cpu.on_device(cpu.pair) is cpu.pair
+    int8 = get_compressor("int8-ptq-both").compress(cpu.pair, cpu.calibration_rays)
+    gpu = bench(tiny, tmp_path / "cache2", device="cuda")
+    with pytest.raises(CompressorError, match="cannot run on cuda: torch's quantized modules .* CPU kernels only"):
+        gpu.on_device(int8)
+    assert gpu.record_settings["device"] == "cuda" and "device" not in cpu.record_settings
