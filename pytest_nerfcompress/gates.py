@@ -210,7 +210,7 @@ class GateSpec:
                     missing = "fp32" if v is not None else name
                     out.failures.append(f"{name}: {m.label} of {missing} was not measured; cannot check {key}")
                 continue
-            message = _relative_failure(name, key, m, v, b, allowed)
+            message = _relative_failure(name, key, m, v, b, allowed, record.get("speedup"))
             if message:
                 out.failures.append(message)
         for limit in self.limits.values():
@@ -224,7 +224,10 @@ class GateSpec:
         return out
 
 
-def _relative_failure(name: str, key: str, m: Metric, v: float, b: float, allowed: float) -> str | None:
+def _relative_failure(name: str, key: str, m: Metric, v: float, b: float, allowed: float,
+                      paired_speedup: float | None = None) -> str | None:
+    """One line when `v` (the record's value of metric `m`) breaks threshold `key` against fp32's `b`.
+    A speed-up is the paired one (median of per-round ratios) where the record has it, else b / v."""
     if not math.isfinite(v):
         return f"{name}: {m.label} is {v} (fp32 {m.show(b)}); the model renders non-finite values"
     kind = RELATIVE[key][1]
@@ -238,7 +241,7 @@ def _relative_failure(name: str, key: str, m: Metric, v: float, b: float, allowe
         if ratio > allowed:
             return f"{name}: {m.label} {m.show(v)} is {ratio:.2f}x fp32 {m.show(b)} (allowed {allowed:.2f}x)"
     elif kind == "speedup":
-        speedup = b / v if v > 0 else math.inf
+        speedup = paired_speedup if paired_speedup is not None else (b / v if v > 0 else math.inf)
         if speedup < allowed:
             return (f"{name}: speed-up {speedup:.2f}x over fp32 is below the required {allowed:.2f}x "
                     f"(latency {m.show(v)} vs fp32 {m.show(b)})")

@@ -20,7 +20,10 @@ class Record:
     """Quality (means over the evaluated views), serialized size and latency of one model.
 
     `scene`, `checkpoint_sha256` and `settings` say what was measured, so that a saved run made on
-    another scene, checkpoint or view set is recognised as not comparable."""
+    another scene, checkpoint or view set is recognised as not comparable. Timing is paired (see
+    `nerf_eval.measure`): `latency_s` is the model's median over rounds interleaved with fp32,
+    `reference_latency_s` fp32's median in the same rounds, `speedup` the median of the per-round
+    ratios and `speedup_spread` their interquartile range."""
 
     name: str
     target: str
@@ -37,6 +40,9 @@ class Record:
     sharpness: float | None = None
     size_bytes: int | None = None
     latency_s: float | None = None
+    speedup: float | None = None
+    speedup_spread: float | None = None
+    reference_latency_s: float | None = None
 
     def to_dict(self) -> dict:
         """JSON-safe: non-finite floats become None."""

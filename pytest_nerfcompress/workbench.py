@@ -24,7 +24,7 @@ from nerf_eval.checkpoint import file_hash, load_checkpoint
 from nerf_eval.compress import Compressor, serialized_size
 from nerf_eval.errors import CheckpointError, CompressorError, NerfEvalError, SceneError, first_line
 from nerf_eval.evaluate import evaluate
-from nerf_eval.measure import calibration_batch, latency_batch
+from nerf_eval.measure import PairedProtocol, PairedTiming, calibration_batch, latency_batch, time_render_pair
 from nerf_eval.model import ModelPair
 from nerf_eval.render import Rays, RenderSettings, render_chunked
 from nerf_eval.scenes import Scene, load_scene, parse_scene_spec
@@ -96,6 +96,7 @@ class Workbench:
         self._compressed: dict[int, tuple[Compressor, CompressedModel | CompressorError]] = {}
         self._latency: dict[str, float] = {}
         self._on_device: dict[int, tuple[ModelPair, ModelPair]] = {}
+        self._paired: dict[int, tuple[ModelPair, PairedTiming]] = {}
         self.declared_gates: dict[str, dict[str, float]] = {}
 
     @cached_property
@@ -277,9 +278,24 @@ class Workbench:
         rays, settings, pair = self.latency_rays, self.settings, self.on_device(pair)
         return lambda: render_chunked(pair, rays, settings)
 
+    def paired_timing(self, pair: ModelPair) -> PairedTiming | None:
+        """`pair` and the fp32 pair rendering the latency batch interleaved (`nerf_eval.measure`'s paired
+        protocol, --nerf-latency-rounds rounds after a warm-up), once per model and session; None where
+        timing is meaningless (see `timing_note`). A speed-up is a ratio taken side by side, so a change
+        of load between two tests no longer reads as one."""
+        if self.timing_note is not None:
+            return None
+        key = id(pair)
+        if key not in self._paired:
+            timing = time_render_pair(self.on_device(self.pair), self.on_device(pair), self.latency_rays,
+                                      self.settings, PairedProtocol(rounds=self.options.latency_rounds, warmup=1))
+            self._paired[key] = (pair, timing)  # the entry keeps `pair` alive, so its id stays unique
+        return self._paired[key][1]
+
     def latency(self, pair: ModelPair, rounds: int | None = None) -> float | None:
         """Minimum seconds over `rounds` timed renders of the latency batch (after one warm-up), or
-        None where timing is meaningless (see `timing_note`)."""
+        None where timing is meaningless (see `timing_note`). Only for a model timed on its own (fp32's
+        reference latency when no paired timing exists); records use `paired_timing`."""
         if self.timing_note is not None:
             return None
         run = self.render_latency_batch(pair)

@@ -500,3 +500,24 @@ def test_a_gpu_device_renders_there_and_skips_cpu_only_int8(suite):
     result = suite.runpytest("-rs", "--nerf-device=cuda", "--nerf-compressors=fp32,fp16,int8-ptq-both")
     result.assert_outcomes(passed=2, skipped=1)
     result.stdout.fnmatch_lines(["*int8-ptq-both: cannot run on cuda*CPU kernels only*"])
+
+
+PAIRED_MODULE = '''
+def test_with_benchmark(benchmark, nerf_compressed, nerf_evaluator, nerf_gate):
+    benchmark.pedantic(nerf_evaluator.render_batch(nerf_compressed), rounds=1, iterations=1)
+    record = nerf_evaluator(nerf_compressed, latency=False)
+    nerf_gate(record)
+    assert record.speedup is not None and record.speedup_spread is not None
+    assert record.latency_s is not None and record.reference_latency_s is not None
+
+
+def test_without_benchmark(nerf_compressed, nerf_evaluator):
+    record = nerf_evaluator(nerf_compressed)
+    assert record.speedup is not None and record.reference_latency_s is not None
+'''
+
+
+def test_latency_is_timed_interleaved_with_fp32_whatever_fixtures_the_test_uses(suite):
+    suite.makepyfile(test_paired=PAIRED_MODULE)
+    result = suite.runpytest("--nerf-compressors=fp32", "--nerf-latency-rounds=3")
+    result.assert_outcomes(passed=2)

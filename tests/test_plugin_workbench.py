@@ -179,3 +179,14 @@ def test_on_device_is_the_pair_itself_on_the_cpu_and_refuses_cpu_only_int8_elsew
     with pytest.raises(CompressorError, match="cannot run on cuda: torch's quantized modules .* CPU kernels only"):
         gpu.on_device(int8)
     assert gpu.record_settings["device"] == "cuda" and "device" not in cpu.record_settings
+
+
+def test_paired_timing_pairs_each_model_with_fp32_once_per_session(tiny, tmp_path):
+    from nerf_eval.compress import get_compressor
+
+    wb = bench(tiny, tmp_path / "cache", latency_rounds=3)
+    pruned = get_compressor("prune-random:0.5").compress(wb.pair, wb.calibration_rays)
+    t = wb.paired_timing(pruned)
+    assert t.rounds == 3 and len(t.ratios) == 3 and t.speedup > 0 and t.reference_latency_s > 0
+    assert wb.paired_timing(pruned) is t  # measured once
+    assert bench(tiny, tmp_path / "c2", latency_rounds=3, quick=False).paired_timing(wb.pair) is not None
