@@ -31,7 +31,8 @@ VALUE_OPTIONS: dict[str, tuple[str, str, str]] = {
     "max-psnr-drop": ("default gate: allowed PSNR drop in dB below fp32 in the same run", "", ""),
     "report-dir": ("write results.json and the rendered views here (relative paths: to the rootdir)", "", ""),
     "latency-rays": ("rays in the fixed latency batch", "256", "256"),
-    "latency-rounds": ("timed rounds per latency measurement (the minimum is kept)", "3", "1"),
+    "latency-rounds": ("rounds of the latency batch timed interleaved with fp32 (the speed-up is the median of "
+                       "the per-round ratios)", "5", "3"),
     "calibration-rays": ("calibration rays (training views) handed to compressors", "2048", "1024"),
     "device": ("where models render: cpu, or cuda / cuda:N where a GPU is (compression and int8 stay on the CPU)",
                "cpu", "cpu"),
@@ -48,8 +49,8 @@ LIST_OPTIONS: dict[str, str] = {
 }
 
 FLAG_OPTIONS: dict[str, str] = {
-    "quick": "quick mode: 1 view instead of 2, 1024 calibration rays instead of 2048, one timed round "
-             "instead of 3 (the latency batch is the same)",
+    "quick": "quick mode: 1 view instead of 2, 1024 calibration rays instead of 2048, 3 paired timing rounds "
+             "instead of 5 (the latency batch is the same)",
     "accept": "let --benchmark-autosave/--benchmark-save keep a run whose quality gates failed, as the "
               "next baseline (like pytest-regressions' --force-regen)",
     "cross-scene": "measure a checkpoint on a scene other than the one it records that it was trained on "

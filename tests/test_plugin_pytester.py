@@ -121,7 +121,7 @@ def test_options_and_ini_keys_parse_with_the_command_line_winning(pytester):
             o = nerf_options
             assert (o.n_coarse, o.n_fine, o.views) == (16, 32, "0,2")
             assert o.gates == ("psnr_drop=0.5", "size<=2MB") and o.compare_fail == ("psnr:0.2",)
-            assert o.quick and o.latency_rays == 256 and o.latency_rounds == 1
+            assert o.quick and o.latency_rays == 256 and o.latency_rounds == 3
             assert nerf_target.scene == "object" and not nerf_target.optional
             assert o.checkpoint == pytestconfig.rootpath / "checkpoints/object/checkpoint.pt"
     ''')
