@@ -182,6 +182,29 @@ def atomic_directory_swap(out: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def atomic_files_into(out: Path) -> Iterator[Path]:
+    """A fresh hidden sibling directory to fill; when the block ends normally, each file in it is
+    renamed into `out` (created if needed), all with signals held back, so an interrupt leaves `out`
+    with all of the new files or none of them. Files of `out` that the block did not write stay (a
+    `--force` into a non-empty directory); a failed or interrupted block removes the temporary one."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp: Path | None = None
+    try:
+        with deferred_signals():
+            tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+        yield tmp
+        with deferred_signals():
+            out.mkdir(exist_ok=True)
+            for f in sorted(tmp.iterdir()):
+                os.replace(f, out / f.name)
+    finally:
+        with deferred_signals():
+            if tmp is not None and tmp.exists():
+                _remove(tmp)
+
+
+@contextlib.contextmanager
 def sigterm_as_keyboard_interrupt() -> Iterator[None]:
     """While the block runs, SIGTERM raises KeyboardInterrupt (as Ctrl-C does), so `kill` gets the same
     clean-up and one-line exit as Ctrl-C; the previous handler is restored afterwards. Off the main

@@ -276,12 +276,14 @@ def _save_renders(renders, out: Path) -> None:
     import imageio.v3 as iio
     import numpy as np
 
-    out.mkdir(parents=True, exist_ok=True)
-    for r in renders:
-        rgb = r.rgb.clamp(0, 1).numpy().astype(np.float32)
-        iio.imwrite(out / f"view_{r.index:03d}.png", (rgb * 255.0 + 0.5).astype(np.uint8))
-        np.save(out / f"view_{r.index:03d}_rgb.npy", rgb)
-        np.save(out / f"view_{r.index:03d}_depth.npy", r.depth.numpy().astype(np.float32))
+    from nerf_eval.atomic import atomic_files_into
+
+    with atomic_files_into(out) as tmp:  # an interrupt leaves all of the new views or none
+        for r in renders:
+            rgb = r.rgb.clamp(0, 1).numpy().astype(np.float32)
+            iio.imwrite(tmp / f"view_{r.index:03d}.png", (rgb * 255.0 + 0.5).astype(np.uint8))
+            np.save(tmp / f"view_{r.index:03d}_rgb.npy", rgb)
+            np.save(tmp / f"view_{r.index:03d}_depth.npy", r.depth.numpy().astype(np.float32))
 
 
 @interruptible("evaluate")
@@ -440,9 +442,11 @@ def cmd_render(args) -> int:
         atomic_write_bytes(iio.imwrite("<bytes>", np.stack(frames), extension=".gif", duration=1000.0 / args.fps,
                                        loop=0), args.out)
     else:
-        args.out.mkdir(parents=True, exist_ok=True)
-        for i, f in enumerate(frames):
-            iio.imwrite(args.out / f"frame_{i:03d}.png", f)
+        from nerf_eval.atomic import atomic_files_into
+
+        with atomic_files_into(args.out) as tmp:  # all of the new frames or none
+            for i, f in enumerate(frames):
+                iio.imwrite(tmp / f"frame_{i:03d}.png", f)
     print(f"wrote {len(frames)} frames to {args.out}")
     return 0
 

@@ -257,3 +257,26 @@ def test_interrupted_commands_leave_old_or_new_and_no_temporaries(files, tmp_pat
             assert proc.returncode == -signum, context
         outcomes.append((run["kind"], signum.name, proc.returncode, state))
     assert any(rc == 130 for _, _, rc, _ in outcomes), outcomes  # the moments do interrupt some commands
+
+
+def test_files_into_a_directory_arrive_all_or_none(tmp_path):
+    from nerf_eval.atomic import atomic_files_into
+
+    out = tmp_path / "renders"
+    out.mkdir()
+    (out / "view_000.png").write_text("old")
+    (out / "notes.txt").write_text("the user's")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_files_into(out) as tmp:
+            (tmp / "view_000.png").write_text("new")
+            raise KeyboardInterrupt
+    assert (out / "view_000.png").read_text() == "old" and hidden(tmp_path) == []
+    with atomic_files_into(out) as tmp:
+        (tmp / "view_000.png").write_text("new")
+        (tmp / "view_001.png").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "view_000.png", "view_001.png"]
+    assert (out / "view_000.png").read_text() == "new" and (out / "notes.txt").read_text() == "the user's"
+    assert hidden(tmp_path) == []
+    with atomic_files_into(tmp_path / "fresh") as tmp:
+        (tmp / "frame_000.png").write_text("x")
+    assert [p.name for p in (tmp_path / "fresh").iterdir()] == ["frame_000.png"]
