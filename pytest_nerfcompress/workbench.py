@@ -24,9 +24,10 @@ from nerf_eval.checkpoint import file_hash, load_checkpoint
 from nerf_eval.compress import Compressor, serialized_size
 from nerf_eval.errors import CheckpointError, CompressorError, NerfEvalError, SceneError, first_line
 from nerf_eval.evaluate import evaluate
-from nerf_eval.measure import PairedProtocol, PairedTiming, calibration_batch, latency_batch, time_render_pair
+from nerf_eval.measure import (PairedProtocol, PairedTiming, calibration_batch, latency_batch, render_batch,
+                               time_render_pair)
 from nerf_eval.model import ModelPair
-from nerf_eval.render import Rays, RenderSettings, render_chunked
+from nerf_eval.render import Rays, RenderSettings
 from nerf_eval.scenes import Scene, load_scene, parse_scene_spec
 from pytest_nerfcompress.cache import EvalCache, digest, model_fingerprint, tensors_fingerprint, write_npz
 from pytest_nerfcompress.options import NerfOptions, parse_views
@@ -275,8 +276,7 @@ class Workbench:
 
     def render_latency_batch(self, pair: ModelPair) -> Callable[[], dict]:
         """A no-argument function rendering the fixed latency batch (what `benchmark` should time)."""
-        rays, settings, pair = self.latency_rays, self.settings, self.on_device(pair)
-        return lambda: render_chunked(pair, rays, settings)
+        return render_batch(self.on_device(pair), self.latency_rays, self.settings)
 
     def paired_timing(self, pair: ModelPair) -> PairedTiming | None:
         """`pair` and the fp32 pair rendering the latency batch interleaved (`nerf_eval.measure`'s paired
