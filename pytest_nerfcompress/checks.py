@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
-from pytest_nerfcompress.fixtures import one_line_errors
+from pytest_nerfcompress.failures import one_line_errors
 from pytest_nerfcompress.gates import GateError, GateSpec, Outcome, check_saved
 from pytest_nerfcompress.record import EXTRA_INFO_KEY, Record, publish
 from pytest_nerfcompress.storage import SavedRunError

@@ -6,13 +6,12 @@ loading the plugin costs nothing to test suites that never use them.
 
 from __future__ import annotations
 
-import contextlib
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_nerfcompress.failures import one_line_errors
 from pytest_nerfcompress.options import NerfOptions
-from pytest_nerfcompress.record import publish
 from pytest_nerfcompress.session import STASH_KEY, NerfSession
 from pytest_nerfcompress.target import Target
 
@@ -26,26 +25,6 @@ if TYPE_CHECKING:
 
 def nerf_session(config: pytest.Config) -> NerfSession:
     return config.stash[STASH_KEY]
-
-
-@contextlib.contextmanager
-def one_line_errors(target: str = "", node: Any = None, name: str = "") -> Iterator[None]:
-    """Bad input (NerfEvalError) fails the test with its one-line message (no chained traceback);
-    a missing checkpoint of an `optional` target skips it. `target` names the target for the summary's error row,
-    which is attached to `node` (a test item) right away when given."""
-    from nerf_eval.errors import NerfEvalError
-    from pytest_nerfcompress.workbench import CheckpointMissing
-
-    try:
-        yield
-    except CheckpointMissing as e:
-        raise pytest.skip.Exception(str(e)) from None
-    except NerfEvalError as e:
-        if node is not None:
-            publish(node, {"kind": "error", "target": target, "name": name, "message": str(e)})
-        failure = pytest.fail.Exception(str(e), pytrace=False)
-        failure.nerf_target = target
-        raise failure from None
 
 
 @pytest.fixture(scope="session")
