@@ -57,7 +57,12 @@ class Registration:
 
 
 class Registry:
-    """Compressors by name. `register` adds a factory; `get("name:param")` builds one."""
+    """Compressors by name. `register` adds a factory; `get("name:param")` builds one.
+
+    A composition `a:p+b:q` is built by `compose(spec, registry)`, which `nerf_eval.compress.pipeline`
+    installs when it is imported (the package imports it), so this module does not import it back."""
+
+    compose: Callable[[str, "Registry"], "Compressor"] | None = None
 
     def __init__(self) -> None:
         self._entries: dict[str, Registration] = {}
@@ -84,9 +89,9 @@ class Registry:
 
     def get(self, spec: str) -> Compressor:
         if "+" in spec:  # a composition `a:p+b:q`, its stages looked up in this registry
-            from nerf_eval.compress.pipeline import build_pipeline  # imported here: pipeline imports base
-
-            return build_pipeline(spec, self)
+            if Registry.compose is None:
+                raise CompressorError(f"{spec}: compositions need nerf_eval.compress.pipeline imported")
+            return Registry.compose(spec, self)
         base, _, param = spec.partition(":")
         if base not in self._entries:
             raise CompressorError(f"{spec}: unknown compressor; known: {', '.join(sorted(self._entries))}")

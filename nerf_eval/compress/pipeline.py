@@ -69,5 +69,6 @@ def build_pipeline(spec: str, registry: Registry = REGISTRY) -> Pipeline:
     return Pipeline([registry.get(p) for p in parts])
 
 
+Registry.compose = build_pipeline  # how every registry builds `a:p+b:q`
 register("pipeline", lambda p: build_pipeline(p or ""), defaults=(),
          description="stages joined by '+', run in order (e.g. prune-activation:0.3+int8-ptq-both)")
