@@ -226,8 +226,7 @@ def _config_entry(obj: dict, key: str, path: str | Path) -> NeRFConfig:
     try:
         return NeRFConfig.from_dict(entry)
     except (TypeError, ValueError, OverflowError) as e:
-        first = first_line(e)
-        raise CheckpointError(f"{path}: bad '{key}' entry ({first[:160]})") from None
+        raise CheckpointError(f"{path}: bad '{key}' entry ({first_line(e)[:160]})") from None
 
 
 # How a pair's fine samples are rendered (`pair.meta["fine_network"]`, reported by `evaluate`):

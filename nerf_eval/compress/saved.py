@@ -170,14 +170,13 @@ def _rebuild_network(path: Path, name: str, rec: Any) -> nn.Module:
     try:
         module = kind.rebuild(settings)
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, OverflowError) as e:
-        first = first_line(e)
-        raise CheckpointError(f"{where}: bad {kind.name} settings ({first[:160]})") from None
+        raise CheckpointError(f"{where}: bad {kind.name} settings ({first_line(e)[:160]})") from None
     try:
         with int8_packing():  # int8 weights are re-packed on load: with this machine's engine, as at compression
             module.load_state_dict(rec["state"])
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-        first = first_line(e)
-        raise CheckpointError(f"{path}: {name} network does not match its recorded structure ({first[:160]})") from None
+        raise CheckpointError(f"{path}: {name} network does not match its recorded structure "
+                              f"({first_line(e)[:160]})") from None
     return module.eval()
 
 
@@ -204,8 +203,7 @@ def _rebuild(path: Path, obj: Any) -> ModelPair:
         try:
             meta[OCCUPANCY_KEY] = OccupancyGrid.from_state(obj[OCCUPANCY_KEY])
         except (ValueError, TypeError, RuntimeError) as e:
-            first = first_line(e)
-            raise CheckpointError(f"{path}: bad occupancy grid ({first[:160]})") from None
+            raise CheckpointError(f"{path}: bad occupancy grid ({first_line(e)[:160]})") from None
     return ModelPair(nets["coarse"], nets.get("fine"), config, meta)
 
 
