@@ -1,0 +1,169 @@
+"""`nerf-eval report`: fp32 vs compressors side by side (results.md/json, grid.png, tradeoff.png),
+optionally extending an earlier report with the rows it lacks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from nerf_eval.atomic import interruptible
+from nerf_eval.cli.arguments import parse_device, parse_views, require
+from nerf_eval.errors import NerfEvalError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="fp32 vs compressors side by side: results.md/json, grid.png, tradeoff.png")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--scene", required=True)
+    p.add_argument("--compressors", default="*", help="comma-separated names or globs (default: all registered)")
+    p.add_argument("--out", required=True, type=Path, help="report directory")
+    p.add_argument("--views", default=None, help="test-split positions (default: all test views)")
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--calibration-rays", type=int, default=4096)
+    p.add_argument("--latency-rays", type=int, default=2048, help="fixed ray batch timed for each variant")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--finetune-steps", type=int, default=0,
+                   help="also report each pruned (float) variant after this many recovery fine-tune steps")
+    p.add_argument("--finetune-rays", type=int, default=1024, help="rays per fine-tune step (default 1024)")
+    p.add_argument("--finetune-variants", default="*",
+                   help="comma-separated names or globs of the variants fine-tuned (default: every pruned one)")
+    p.add_argument("--finetune-device", default="cpu",
+                   help="where the recovery fine-tunes train (cpu or cuda); every variant is measured on the CPU")
+    p.add_argument("--grid-variants", default="*",
+                   help="comma-separated names or globs of the variants shown in grid.png (default: all)")
+    p.add_argument("--extend", type=Path, default=None, metavar="REPORT_DIR",
+                   help="reuse the rows of an earlier report with the same checkpoint, scene, views and settings "
+                        "and measure only the missing ones (fine-tuned rows included); --out may be REPORT_DIR")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=run)
+
+
+def _grid_data(scene, results, renders, patterns: str = "*") -> dict:
+    """Ground truth and renders of the fp32 worst view and a typical (median-PSNR) view, for fp32 and the
+    variants whose names match one of the comma-separated globs in `patterns`."""
+    from fnmatch import fnmatchcase
+
+    base = next(r for r in results if r.name == "fp32")
+    order = sorted(range(len(base.views)), key=lambda k: base.per_view[k]["psnr"])
+    picks = list(dict.fromkeys([base.views[order[0]], base.views[order[len(order) // 2]]]))
+    out = {"gt": {v: scene.images[v].numpy() for v in picks}, "views": picks, "renders": {},
+           "gt_depth": {v: scene.depths[v].numpy() for v in picks} if scene.depths is not None else None}
+    globs = [g.strip() for g in patterns.split(",") if g.strip()]
+    for name, rends in renders.items():
+        if name != "fp32" and not any(fnmatchcase(name, g) for g in globs):
+            continue
+        out["renders"][name] = {r.index: {"rgb": r.rgb.numpy(), "depth": r.depth.numpy()}
+                                for r in rends if r.index in picks}
+    return out
+
+
+EXTEND_MUST_MATCH = ("sha256", "scene", "resolution", "views", "samples", "latency_rays", "latency_batch")
+
+
+def _earlier_rows(report_dir: Path, meta: dict) -> list:
+    """The rows of an earlier report whose settings match `meta` (one-line error otherwise)."""
+    path = report_dir / "results.json"
+    try:
+        data = json.loads(path.read_text())
+        settings, rows = data["settings"], data["results"]
+    except FileNotFoundError:
+        raise NerfEvalError(f"{path}: no such report to extend") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise NerfEvalError(f"{path}: not a nerf-eval report ({type(e).__name__}: {e})") from None
+    for key in EXTEND_MUST_MATCH:
+        if str(settings.get(key)) != str(meta[key]):
+            raise NerfEvalError(f"{path}: was measured with {key}={settings.get(key)}, this run has {meta[key]}; "
+                                f"cannot extend it")
+    old, new = settings.get("finetune_recipe"), meta.get("finetune_recipe")
+    if isinstance(old, dict) and new is not None:
+        differs = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if differs:
+            raise NerfEvalError(f"{path}: its fine-tune had {', '.join(f'{k}={old.get(k)}' for k in differs)}, "
+                                f"this run's has {', '.join(f'{k}={new.get(k)}' for k in differs)}; cannot extend it")
+    else:  # a report written before the structured recipe: compare the recipe's text
+        old_ft, new_ft = settings.get("finetune", ""), meta.get("finetune", "")
+        if old_ft and new_ft and old_ft.split(", variants")[0] != new_ft.split(", variants")[0]:
+            raise NerfEvalError(f"{path}: its fine-tune was '{old_ft.split(', variants')[0]}', this run's is "
+                                f"'{new_ft.split(', variants')[0]}'; cannot extend it")
+    return _reused_rows(rows)
+
+
+def _reused_rows(rows: list[dict]) -> list:
+    """Rows of an earlier report as results; rows written before the per-row fp32 times existed get
+    their report's fp32 times."""
+    from nerf_eval.experiment import VariantResult
+
+    base = next((r for r in rows if r.get("name") == "fp32"), {})
+    out = []
+    for row in rows:
+        res = VariantResult.from_dict(row)
+        if not math.isfinite(res.baseline_time_s) and base:
+            res.baseline_time_s = float(base.get("render_time_s", float("nan")))
+            res.baseline_latency_s = float(base.get("latency_s", float("nan")))
+        out.append(res)
+    return out
+
+
+@interruptible("report")
+def run(args: argparse.Namespace) -> int:
+    from nerf_eval.checkpoint import file_hash, load_checkpoint
+    from nerf_eval.compress import REGISTRY
+    from nerf_eval.experiment import run_variants
+    from nerf_eval.measure import calibration_batch, latency_batch
+    from nerf_eval.render import RenderSettings
+    from nerf_eval.report import refuse_to_replace, write_report
+    from nerf_eval.scenes import load_scene
+
+    require(args, scale="fraction", calibration_rays="count", latency_rays="count", repeats="count",
+             finetune_steps="nonnegative", finetune_rays="count")
+    extending_in_place = args.extend is not None and args.out.resolve() == args.extend.resolve()
+    refuse_to_replace(args.out, args.force or extending_in_place)
+    names = REGISTRY.select([n.strip() for n in args.compressors.split(",") if n.strip()])
+    pair = load_checkpoint(args.checkpoint)
+    full_scene = load_scene(args.scene)
+    scene = full_scene.rescaled(args.scale)
+    try:
+        views = scene.subset("test", parse_views(args.views))
+    except (KeyError, ValueError) as e:
+        raise NerfEvalError(f"{args.scene}: {e.args[0]}") from None
+    calibration = calibration_batch(scene, args.calibration_rays)
+    latency = latency_batch(scene, args.latency_rays)
+    settings = RenderSettings(white_bkgd=scene.white_bkgd)
+    meta = {"checkpoint": str(args.checkpoint), "sha256": file_hash(args.checkpoint)[:16], "scene": str(args.scene),
+            "resolution": f"{scene.width}x{scene.height}", "views": len(views), "samples": "64+128",
+            "latency_rays": len(latency), "latency_batch": "seeded test rays"}
+    finetune_device = parse_device(args.finetune_device, "--finetune-device")
+    if args.finetune_steps:
+        from nerf_eval.hardware import native_bf16
+
+        arithmetic = "bf16 autocast" if native_bf16(finetune_device) else "fp32"
+        if finetune_device.type == "cuda":
+            arithmetic += " on cuda"
+        meta["finetune"] = (f"{args.finetune_steps} steps, {args.finetune_rays} rays, 32+64 samples, lr 1e-4 to 1e-5, "
+                            f"{arithmetic}, seed 0, variants {args.finetune_variants}")
+        meta["finetune_recipe"] = {"steps": args.finetune_steps, "rays": args.finetune_rays, "samples": "32+64",
+                                   "lr": [1e-4, 1e-5], "arithmetic": arithmetic, "seed": 0}
+    earlier = _earlier_rows(args.extend, meta) if args.extend is not None else []
+    known = {r.name: r for r in earlier if r.name != "fp32"}
+    results, renders = run_variants(pair, scene, names, views, calibration, settings, latency, args.repeats,
+                                    finetune_steps=args.finetune_steps, finetune_scene=full_scene,
+                                    finetune_rays=args.finetune_rays,
+                                    finetune_only=tuple(g.strip() for g in args.finetune_variants.split(",")
+                                                        if g.strip()), finetune_device=finetune_device,
+                                    known=known)
+    listed = {r.name for r in results}
+    results += [r for r in earlier if r.name not in listed]
+    if earlier:
+        reused = sum(r.name in known for r in results)
+        meta["extended"] = (f"{reused} rows reused from {args.extend} (each speed-up is against the fp32 "
+                            f"measured in the run that measured the row)")
+    grid = _grid_data(scene, results, renders, args.grid_variants)
+    if earlier and len(grid["renders"]) <= 1:
+        grid = None
+    write_report([r.to_dict() for r in results], args.out, meta, grid,
+                 overwrite=args.force or extending_in_place, title=f"fp32 vs compressors on {scene.name}",
+                 keep_files=(args.extend / "grid.png",) if earlier else ())
+    print((args.out / "results.md").read_text())
+    return 0
