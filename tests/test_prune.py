@@ -401,7 +401,7 @@ def test_finetune_refuses_bad_input(pair, tiny_scene):
 def test_calibration_statistics_are_recorded_once_per_model_and_rays(pair, monkeypatch):
     """A ratio sweep and several rules reuse one recording; an in-place weight edit invalidates it, and
     cached or not, the pruned models are identical."""
-    from nerf_eval.compress import prune as prune_mod
+    from nerf_eval.compress.prune import statistics as prune_mod
 
     monkeypatch.setattr(prune_mod, "STATISTICS_CACHE", prune_mod.StatisticsCache())
     calls = []
