@@ -58,14 +58,14 @@ def test_static_int8_records_its_activation_range_and_reloads_it(reduce_range, t
 
 
 def test_static_int8_uses_seven_bit_activations_where_int8_saturates(monkeypatch):
-    from nerf_eval.compress import quantize
+    from nerf_eval.compress.quantize import static
 
     pair = ModelPair.create(TINY)
     inputs = torch.randn(64, TINY.input_ch + TINY.input_ch_views)
     for verdict in (True, False):
-        monkeypatch.setattr(quantize, "int8_saturates", lambda engine=None, v=verdict: v)
-        net = quantize.static_int8_network(pair.coarse, inputs)
-        assert net.meta[quantize.STATIC_INT8_META]["reduce_range"] is verdict
+        monkeypatch.setattr(static, "int8_saturates", lambda engine=None, v=verdict: v)
+        net = static.static_int8_network(pair.coarse, inputs)
+        assert net.meta[static.STATIC_INT8_META]["reduce_range"] is verdict
 
 
 def test_cpu_name_reads_the_model_name_and_falls_back_to_platform(monkeypatch, tmp_path):

@@ -246,7 +246,7 @@ def test_empty_calibration_inputs_are_refused(pair):
 def test_calibration_inputs_are_recorded_once_per_model_and_rays(monkeypatch):
     """The static int8 variants and the mixed search share one recording; an in-place weight edit or
     other ray tensors record again, and cached or not the quantized models are identical."""
-    from nerf_eval.compress import quantize as q
+    from nerf_eval.compress.quantize import calibration as q
 
     pair, rays = foggy_pair(seed=3), camera_rays(64, seed=5)
     monkeypatch.setattr(q, "INPUTS_CACHE", q.InputsCache())
