@@ -36,7 +36,12 @@ class VariantResult:
     latency_s: median time of the latency batch, timed interleaved with fp32 (`baseline_latency_s`: fp32's
     median in the same rounds); latency_speedup: the median of the per-round fp32/variant ratios,
     latency_speedup_spread: their interquartile range, latency_rounds: how many rounds (fp32's own row:
-    fp32 against itself)."""
+    fp32 against itself).
+
+    depth_change: mean |depth - fp32's depth| over the pixels of the evaluated views, in the scene's depth
+    units (NDC depth for forward-facing captures, which is linear in disparity): how far compression moves
+    the geometry where no true depth exists (real captures). size_fine_bytes: the fine network alone, the
+    figure the reference report quotes (one network); size_bytes holds both."""
 
     name: str
     psnr: float = float("nan")
@@ -45,8 +50,10 @@ class VariantResult:
     worst_psnr: float = float("nan")
     worst_view: int = -1
     depth_error: float = float("nan")
+    depth_change: float = float("nan")
     sharpness: float = float("nan")
     size_bytes: int = 0
+    size_fine_bytes: int = 0
     params: int = 0
     render_time_s: float = float("nan")
     latency_s: float = float("nan")
@@ -89,7 +96,7 @@ def measure(name: str, pair: ModelPair, scene: Scene, views: list[int], settings
     res = VariantResult(name=name, psnr=m["psnr"], ssim=m["ssim"], flip=m.get("flip", float("nan")),
                         worst_psnr=m["worst_psnr"], worst_view=views[m["worst_view"]],
                         depth_error=m.get("depth_error", float("nan")), sharpness=m["sharpness"],
-                        size_bytes=serialized_size(pair),
+                        size_bytes=serialized_size(pair), size_fine_bytes=serialized_size(pair.fine or pair.coarse),
                         params=sum(count_parameters(n) for n in pair.networks().values()),
                         render_time_s=render_time, views=list(views), per_view=ev.per_view)
     if latency_rays is not None:
@@ -97,6 +104,15 @@ def measure(name: str, pair: ModelPair, scene: Scene, views: list[int], settings
         res.latency_s, res.baseline_latency_s = t.latency_s, t.reference_latency_s
         res.latency_speedup, res.latency_speedup_spread, res.latency_rounds = t.speedup, t.spread, t.rounds
     return res, ev.renders
+
+
+def depth_change(renders: list[ViewRender], reference: list[ViewRender]) -> tuple[float, list[float]]:
+    """Mean |depth - reference depth| over all pixels of the views both rendered, and per view (in the
+    order of `renders`; NaN for a view the reference lacks)."""
+    ref = {r.index: r.depth for r in reference}
+    per_view = [float((r.depth - ref[r.index]).abs().mean()) if r.index in ref else float("nan") for r in renders]
+    known = [d for d in per_view if d == d]
+    return (sum(known) / len(known) if known else float("nan")), per_view
 
 
 def finetuned_name(name: str, steps: int) -> str:
@@ -131,6 +147,10 @@ def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[in
 
     def fresh(res: VariantResult) -> VariantResult:
         res.baseline_time_s = base.render_time_s  # baseline_latency_s: fp32 in the rounds paired with the row
+        if res.name in renders:
+            res.depth_change, per_view = depth_change(renders[res.name], base_renders)
+            for row, d in zip(res.per_view, per_view):
+                row["depth_change"] = d
         return res
 
     fresh(base)

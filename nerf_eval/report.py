@@ -53,15 +53,18 @@ def speedup(row: dict, base: dict | None, time_key: str = "render_time_s") -> fl
 
 
 def markdown_table(rows: list[dict], time_key: str = "render_time_s") -> str:
-    """The reference report's table: variant, PSNR (and change), SSIM, FLIP, worst view, depth error,
-    render time and size with their % changes against the fp32 row, and the paired latency speed-up."""
+    """The reference report's table: variant, PSNR (and change), SSIM, FLIP, sharpness ratio (PSNR hides
+    blur), worst view, depth error (against true depth) and depth change (against fp32's depth), render
+    time and size (both networks, and the fine one alone as the reference report quotes it) with their %
+    changes against the fp32 row, and the paired latency speed-up."""
     base = next((r for r in rows if r["name"] == "fp32"), rows[0] if rows else None)
-    head = ("| variant | PSNR dB | ΔPSNR | SSIM | ꟻLIP | worst view dB | depth err | render time s | Δtime | "
-            "speed-up | paired speed-up (IQR) | size MB | Δsize |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    lines = [head]
+    cols = ("variant", "PSNR dB", "ΔPSNR", "SSIM", "ꟻLIP", "sharpness", "worst view dB", "depth err",
+            "Δdepth vs fp32", "render time s", "Δtime", "speed-up", "paired speed-up (IQR)", "size MB",
+            "one net MB", "Δsize")
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         if r.get("error"):
-            lines.append(f"| {r['name']} | failed: {r['error']} |" + " |" * 11)
+            lines.append(f"| {r['name']} | failed: {r['error']} |" + " |" * (len(cols) - 2))
             continue
         dpsnr = r["psnr"] - base["psnr"] if base else float("nan")
         t = r.get(time_key)
@@ -69,10 +72,15 @@ def markdown_table(rows: list[dict], time_key: str = "render_time_s") -> str:
         bt = t * speed if math.isfinite(speed) else None
         lines.append(
             f"| {r['name']} | {_f(r['psnr'], '.2f')} | {_f(dpsnr, '+.2f')} | {_f(r['ssim'], '.4f')} | "
-            f"{_f(r.get('flip'), '.4f')} | {_f(r.get('worst_psnr'), '.2f')} | {_f(r.get('depth_error'), '.4f')} | "
+            f"{_f(r.get('flip'), '.4f')} | {_f(r.get('sharpness'), '.3f')} | {_f(r.get('worst_psnr'), '.2f')} | "
+            f"{_f(r.get('depth_error'), '.4f')} | {_f(r.get('depth_change'), '.4f')} | "
             f"{_f(t, '.2f')} | {_pct(t, bt)} | {_f(speed, '.2f')}× | {_paired(r)} | {_f(r['size_bytes'] / 1e6, '.2f')} | "
-            f"{_pct(r['size_bytes'], base['size_bytes'] if base else None)} |")
+            f"{_mb(r.get('size_fine_bytes'))} | {_pct(r['size_bytes'], base['size_bytes'] if base else None)} |")
     return "\n".join(lines) + "\n"
+
+
+def _mb(size: int | None) -> str:
+    return f"{size / 1e6:.2f}" if isinstance(size, int) and size > 0 else "-"
 
 
 def _paired(row: dict) -> str:
@@ -161,37 +169,45 @@ def tradeoff_plot(rows: list[dict], path: Path, time_key: str = "render_time_s")
 
 def image_grid(gt: dict[int, np.ndarray], renders: dict[str, dict[int, dict]], views: list[int],
                path: Path, gt_depth: dict[int, np.ndarray] | None = None) -> None:
-    """Rows = variants (ground truth, fp32, each compressor); for each view: image, error heat-map, depth."""
+    """Rows = variants (ground truth, fp32, each compressor); for each view: image, error heat-map, depth,
+    and |depth - fp32's depth| (where compression moves the geometry; real captures have no true depth)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(renders)
-    cols = 3 * len(views)
+    k = 4  # panels per view
+    cols = k * len(views)
     fig, axes = plt.subplots(len(names) + 1, cols, figsize=(1.9 * cols, 1.9 * (len(names) + 1)), squeeze=False)
     depths = [d for n in names for v in views if (d := renders[n].get(v, {}).get("depth")) is not None]
     finite = np.concatenate([d[np.isfinite(d)].ravel() for d in depths]) if depths else np.array([0.0, 1.0])
     dmin, dmax = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
+    drange = max(float(dmax - dmin), 1e-6)
+    ref = renders.get("fp32", {})
     for j, v in enumerate(views):
-        axes[0, 3 * j].imshow(gt[v].clip(0, 1))
-        axes[0, 3 * j].set_title(f"ground truth, view {v}", fontsize=7)
+        axes[0, k * j].imshow(gt[v].clip(0, 1))
+        axes[0, k * j].set_title(f"ground truth, view {v}", fontsize=7)
         if gt_depth is not None and v in gt_depth:
-            axes[0, 3 * j + 2].imshow(np.where(np.isfinite(gt_depth[v]), gt_depth[v], np.nan), cmap="viridis",
+            axes[0, k * j + 2].imshow(np.where(np.isfinite(gt_depth[v]), gt_depth[v], np.nan), cmap="viridis",
                                       vmin=dmin, vmax=dmax)
-            axes[0, 3 * j + 2].set_title("true depth", fontsize=7)
+            axes[0, k * j + 2].set_title("true depth", fontsize=7)
         for i, n in enumerate(names, start=1):
             r = renders[n].get(v)
             if r is None:
                 continue
             err = np.abs(r["rgb"] - gt[v]).mean(-1)
             psnr = -10 * math.log10(max(float(((r["rgb"] - gt[v]) ** 2).mean()), 1e-12))
-            axes[i, 3 * j].imshow(r["rgb"].clip(0, 1))
-            axes[i, 3 * j].set_title(f"{n} {psnr:.2f} dB", fontsize=7)
-            axes[i, 3 * j + 1].imshow(err, cmap="inferno", vmin=0, vmax=0.25)
-            axes[i, 3 * j + 1].set_title("|error| (0-0.25)", fontsize=7)
-            axes[i, 3 * j + 2].imshow(r["depth"], cmap="viridis", vmin=dmin, vmax=dmax)
-            axes[i, 3 * j + 2].set_title("depth", fontsize=7)
+            axes[i, k * j].imshow(r["rgb"].clip(0, 1))
+            axes[i, k * j].set_title(f"{n} {psnr:.2f} dB", fontsize=7)
+            axes[i, k * j + 1].imshow(err, cmap="inferno", vmin=0, vmax=0.25)
+            axes[i, k * j + 1].set_title("|error| (0-0.25)", fontsize=7)
+            axes[i, k * j + 2].imshow(r["depth"], cmap="viridis", vmin=dmin, vmax=dmax)
+            axes[i, k * j + 2].set_title("depth", fontsize=7)
+            if n != "fp32" and v in ref:
+                change = np.abs(r["depth"] - ref[v]["depth"])
+                axes[i, k * j + 3].imshow(change, cmap="magma", vmin=0, vmax=0.1 * drange)
+                axes[i, k * j + 3].set_title(f"|Δdepth| vs fp32 (0-10%) {np.nanmean(change):.3f}", fontsize=6)
     for ax in axes.ravel():
         ax.axis("off")
     fig.tight_layout()

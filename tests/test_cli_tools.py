@@ -71,6 +71,9 @@ def test_report_writes_tables_and_plots(tiny):
     rows = json.loads((out / "results.json").read_text())["results"]
     assert [r["name"] for r in rows] == ["fp32", "fp16", "bf16"]
     assert rows[2]["size_bytes"] < rows[0]["size_bytes"]
+    assert 0 < rows[2]["size_fine_bytes"] < rows[2]["size_bytes"]
+    assert rows[0]["depth_change"] == 0 and 0 <= rows[2]["depth_change"] < 1
+    assert all(0 <= v["depth_change"] < 1 for v in rows[2]["per_view"])
     assert "| bf16 |" in (out / "results.md").read_text()
     assert main(["report", "--checkpoint", str(ckpt), "--scene", str(scene), "--compressors", "bf16",
                  "--out", str(out)]) == 2
