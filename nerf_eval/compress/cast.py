@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from nerf_eval.compress.base import FunctionCompressor, register
+from nerf_eval.compress.kinds import NetworkKind, layer_types, register_kind
 from nerf_eval.errors import CompressorError
-from nerf_eval.model import ModelPair, is_float_nerf
+from nerf_eval.model import ModelPair, NeRF, NeRFConfig, is_float_nerf
 from nerf_eval.render import Rays
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -30,6 +31,20 @@ class CastNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.to(self.dtype)).float()
+
+
+def _cast_describe(net: CastNetwork) -> dict:
+    return {"config": net.net.config.to_dict(), "dtype": str(net.dtype).removeprefix("torch.")}
+
+
+def _cast_rebuild(settings: dict) -> nn.Module:
+    dtype = getattr(torch, settings["dtype"])
+    return CastNetwork(NeRF(NeRFConfig.from_dict(settings["config"])).to(dtype), dtype)
+
+
+register_kind(NetworkKind("cast", lambda n: isinstance(n, CastNetwork) and isinstance(n.net, NeRF)
+                          and layer_types(n.net) <= {nn.Linear},
+                          _cast_describe, _cast_rebuild))
 
 
 def cast_network(net: nn.Module, dtype: torch.dtype) -> nn.Module:

@@ -4,109 +4,31 @@ Each network is stored as a record: its kind, the float NeRF config it was built
 (packed int8/int4 weights and scales included) and kind-specific settings. A kind knows how to describe
 a network and how to rebuild the same module structure before loading the state, so nothing but
 tensors and plain values is pickled and files load with `torch.load(..., weights_only=True)`.
-Compressor modules register the kinds they produce with `register_kind`. An occupancy grid
-(`nerf_eval.compress.occupancy`) is stored beside the networks as packed bits and plain values.
+The modules that define compressed networks register their kinds (`nerf_eval.compress.kinds`), so this
+module knows no compressor's internals. An occupancy grid (`nerf_eval.compress.occupancy`) is stored
+beside the networks as packed bits and plain values.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from nerf_eval.checkpoint import (FINE_NONE, FINE_OWN, atomic_save, build_network, load_torch_file,
                                   pair_from_checkpoint)
-from nerf_eval.compress.cast import CastNetwork
+from nerf_eval.compress.kinds import KINDS, NetworkKind, register_kind
 from nerf_eval.compress.occupancy import OccupancyGrid
-from nerf_eval.compress.quantize import (STATIC_INT8_META, WeightOnlyLinear, dynamic_int8_network, int8_packing,
-                                         static_int8_network, weight_only_network)
 from nerf_eval.errors import CheckpointError, first_line
-from nerf_eval.model import ModelPair, NeRF, NeRFConfig, is_float_nerf
+from nerf_eval.model import ModelPair, NeRFConfig
 from nerf_eval.render import OCCUPANCY_KEY
 
 FORMAT = "nerfcompress-compressed-v1"
 
-
-@dataclass
-class NetworkKind:
-    """How to recognise, describe and rebuild one kind of (compressed) network."""
-
-    name: str
-    matches: Callable[[nn.Module], bool]
-    describe: Callable[[nn.Module], dict[str, Any]]  # -> {"config": NeRFConfig dict, **settings}
-    rebuild: Callable[[dict[str, Any]], nn.Module]  # settings -> module with the same structure
-
-
-KINDS: dict[str, NetworkKind] = {}
-
-
-def register_kind(kind: NetworkKind) -> None:
-    KINDS[kind.name] = kind
-
-
-def _cast_describe(net: CastNetwork) -> dict:
-    return {"config": net.net.config.to_dict(), "dtype": str(net.dtype).removeprefix("torch.")}
-
-
-def _cast_rebuild(settings: dict) -> nn.Module:
-    dtype = getattr(torch, settings["dtype"])
-    return CastNetwork(NeRF(NeRFConfig.from_dict(settings["config"])).to(dtype), dtype)
-
-
-def _linear_types(net: nn.Module) -> set[type]:
-    return {type(m) for m in net.modules() if not isinstance(m, (NeRF, nn.ModuleList))}
-
-
-def _is_static_int8(net: nn.Module) -> bool:
-    return isinstance(net, torch.fx.GraphModule) and STATIC_INT8_META in getattr(net, "meta", {})
-
-
-def _static_int8_rebuild(settings: dict) -> nn.Module:
-    """The same FX int8 graph, calibrated on stand-in inputs: `load_state_dict` then restores every
-    weight, scale and zero point."""
-    net = NeRF(NeRFConfig.from_dict(settings["config"]))
-    stand_in = torch.linspace(-1.0, 1.0, 16 * (net.input_ch + net.input_ch_views)).reshape(16, -1)
-    return static_int8_network(net, stand_in, settings["plan"], settings["observer"], "saved int8 model",
-                               reduce_range=bool(settings.get("reduce_range", False)))
-
-
-def _is_dynamic_int8(net: nn.Module) -> bool:
-    return isinstance(net, NeRF) and nn.quantized.dynamic.Linear in _linear_types(net)
-
-
-def _dynamic_describe(net: NeRF) -> dict:
-    plan = {n: ("int8" if isinstance(m, nn.quantized.dynamic.Linear) else "fp32")
-            for n, m in net.named_modules() if isinstance(m, (nn.Linear, nn.quantized.dynamic.Linear))}
-    return {"config": net.config.to_dict(), "plan": plan}
-
-
-def _is_weight_only(net: nn.Module) -> bool:
-    return isinstance(net, NeRF) and WeightOnlyLinear in _linear_types(net)
-
-
-def _weight_only_describe(net: NeRF) -> dict:
-    layers = {n: m for n, m in net.named_modules() if isinstance(m, WeightOnlyLinear)}
-    first = next(iter(layers.values()))
-    plan = {n: ("int8" if n in layers else "fp32") for n, m in net.named_modules() if isinstance(m, (nn.Linear,
-                                                                                                    WeightOnlyLinear))}
-    return {"config": net.config.to_dict(), "plan": plan, "bits": first.bits, "group_size": first.group_size or None}
-
-
-register_kind(NetworkKind("nerf", is_float_nerf, lambda n: {"config": n.config.to_dict()},
-                          lambda s: NeRF(NeRFConfig.from_dict(s["config"]))))
-register_kind(NetworkKind("cast", lambda n: isinstance(n, CastNetwork) and isinstance(n.net, NeRF)
-                          and _linear_types(n.net) <= {nn.Linear},
-                          _cast_describe, _cast_rebuild))
-register_kind(NetworkKind("int8-static", _is_static_int8, lambda n: dict(n.meta[STATIC_INT8_META]),
-                          _static_int8_rebuild))
-register_kind(NetworkKind("int8-dynamic", _is_dynamic_int8, _dynamic_describe,
-                          lambda s: dynamic_int8_network(NeRF(NeRFConfig.from_dict(s["config"])), s["plan"])))
-register_kind(NetworkKind("weight-only", _is_weight_only, _weight_only_describe,
-                          lambda s: weight_only_network(NeRF(NeRFConfig.from_dict(s["config"])), s["bits"],
-                                                        s["group_size"], s["plan"])))
+__all__ = ["FORMAT", "KINDS", "NetworkKind", "is_compressed_file", "load_any", "load_compressed", "network_record",
+           "register_kind", "save_compressed"]
 
 
 def network_record(net: nn.Module) -> dict:
@@ -172,7 +94,7 @@ def _rebuild_network(path: Path, name: str, rec: Any) -> nn.Module:
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, OverflowError) as e:
         raise CheckpointError(f"{where}: bad {kind.name} settings ({first_line(e)[:160]})") from None
     try:
-        with int8_packing():  # int8 weights are re-packed on load: with this machine's engine, as at compression
+        with kind.loading():  # int8 kinds re-pack their weights here, with this machine's engine
             module.load_state_dict(rec["state"])
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise CheckpointError(f"{path}: {name} network does not match its recorded structure "

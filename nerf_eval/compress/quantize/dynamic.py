@@ -10,10 +10,11 @@ from torch.ao.quantization import QConfig, quantize_dynamic
 from torch.ao.quantization.observer import PlaceholderObserver
 
 from nerf_eval.compress.base import check_calibration
+from nerf_eval.compress.kinds import NetworkKind, layer_types, register_kind
 from nerf_eval.compress.quantize.int8 import int8_packing, int8_qconfig
 from nerf_eval.compress.quantize.plans import (check_float_network, check_float_pair, check_plan, default_plan,
                                                pair_with_networks)
-from nerf_eval.model import ModelPair
+from nerf_eval.model import ModelPair, NeRF, NeRFConfig
 from nerf_eval.render import Rays
 
 
@@ -36,3 +37,18 @@ def dynamic_int8_pair(pair: ModelPair, calibration: Rays, who: str = "int8-dynam
     check_float_pair(pair, who)
     nets = {n: dynamic_int8_network(net, who=who) for n, net in pair.networks().items()}
     return pair_with_networks(pair, nets, {"method": who, "quantized": list(nets)})
+
+
+def _is_dynamic_int8(net: nn.Module) -> bool:
+    return isinstance(net, NeRF) and nn.quantized.dynamic.Linear in layer_types(net)
+
+
+def _dynamic_describe(net: NeRF) -> dict:
+    plan = {n: ("int8" if isinstance(m, nn.quantized.dynamic.Linear) else "fp32")
+            for n, m in net.named_modules() if isinstance(m, (nn.Linear, nn.quantized.dynamic.Linear))}
+    return {"config": net.config.to_dict(), "plan": plan}
+
+
+register_kind(NetworkKind("int8-dynamic", _is_dynamic_int8, _dynamic_describe,
+                          lambda s: dynamic_int8_network(NeRF(NeRFConfig.from_dict(s["config"])), s["plan"]),
+                          loading=int8_packing))

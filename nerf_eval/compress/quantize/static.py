@@ -26,13 +26,14 @@ from torch.ao.quantization.backend_config.onednn import get_onednn_backend_confi
 from torch.ao.quantization.backend_config.x86 import get_x86_backend_config
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
+from nerf_eval.compress.kinds import NetworkKind, register_kind
 from nerf_eval.compress.quantize.calibration import CalibrationOptions, calibration_inputs
 from nerf_eval.compress.quantize.int8 import int8_packing, int8_qconfig
 from nerf_eval.compress.quantize.plans import (HEADS, check_float_network, check_float_pair, check_plan,
                                                default_plan, pair_with_networks, selected_networks)
 from nerf_eval.errors import CompressorError
 from nerf_eval.hardware import int8_engine, int8_saturates
-from nerf_eval.model import ModelPair
+from nerf_eval.model import ModelPair, NeRF, NeRFConfig
 from nerf_eval.render import Rays
 
 CALIBRATION_CHUNK = 65536
@@ -148,3 +149,20 @@ def static_int8_pair(pair: ModelPair, calibration: Rays, which: str = "both",
             "calibration_points": {n: int(inputs[n].shape[0]) for n in names},
             "plans": {n: {**default_plan(pair.networks()[n]), **plans.get(n, {})} for n in names}}
     return pair_with_networks(pair, nets, info)
+
+
+def _is_static_int8(net: nn.Module) -> bool:
+    return isinstance(net, torch.fx.GraphModule) and STATIC_INT8_META in getattr(net, "meta", {})
+
+
+def _static_int8_rebuild(settings: dict) -> nn.Module:
+    """The same FX int8 graph, calibrated on stand-in inputs: `load_state_dict` then restores every
+    weight, scale and zero point."""
+    net = NeRF(NeRFConfig.from_dict(settings["config"]))
+    stand_in = torch.linspace(-1.0, 1.0, 16 * (net.input_ch + net.input_ch_views)).reshape(16, -1)
+    return static_int8_network(net, stand_in, settings["plan"], settings["observer"], "saved int8 model",
+                               reduce_range=bool(settings.get("reduce_range", False)))
+
+
+register_kind(NetworkKind("int8-static", _is_static_int8, lambda n: dict(n.meta[STATIC_INT8_META]),
+                          _static_int8_rebuild, loading=int8_packing))

@@ -11,10 +11,11 @@ from torch import nn
 
 from nerf_eval.compress import qmath
 from nerf_eval.compress.base import check_calibration
+from nerf_eval.compress.kinds import NetworkKind, layer_types, register_kind
 from nerf_eval.compress.quantize.plans import (check_float_network, check_float_pair, check_plan, default_plan,
                                                pair_with_networks)
 from nerf_eval.errors import CompressorError
-from nerf_eval.model import ModelPair
+from nerf_eval.model import ModelPair, NeRF, NeRFConfig
 from nerf_eval.render import Rays
 
 
@@ -87,3 +88,20 @@ def weight_only_pair(pair: ModelPair, calibration: Rays, bits: int, group_size: 
     nets = {n: weight_only_network(net, bits, group_size, who=who) for n, net in pair.networks().items()}
     info = {"method": who, "bits": bits, "group_size": group_size, "quantized": list(nets)}
     return pair_with_networks(pair, nets, info)
+
+
+def _is_weight_only(net: nn.Module) -> bool:
+    return isinstance(net, NeRF) and WeightOnlyLinear in layer_types(net)
+
+
+def _weight_only_describe(net: NeRF) -> dict:
+    layers = {n: m for n, m in net.named_modules() if isinstance(m, WeightOnlyLinear)}
+    first = next(iter(layers.values()))
+    plan = {n: ("int8" if n in layers else "fp32") for n, m in net.named_modules() if isinstance(m, (nn.Linear,
+                                                                                                    WeightOnlyLinear))}
+    return {"config": net.config.to_dict(), "plan": plan, "bits": first.bits, "group_size": first.group_size or None}
+
+
+register_kind(NetworkKind("weight-only", _is_weight_only, _weight_only_describe,
+                          lambda s: weight_only_network(NeRF(NeRFConfig.from_dict(s["config"])), s["bits"],
+                                                        s["group_size"], s["plan"])))
