@@ -209,6 +209,17 @@ def test_llff_splits_hold_out_every_eighth(tmp_path):
     assert len(nearest.splits["test"]) == 1 and len(nearest.splits["train"]) == 9
 
 
+
+def test_llff_val_can_come_from_the_training_views(tmp_path):
+    write_llff(tmp_path, forward_poses(20))
+    scene = load_llff(tmp_path, factor=1, val="train")
+    assert scene.splits["test"] == [0, 8, 16] and scene.splits["val"] == [4, 12]
+    assert set(scene.splits["val"]) <= set(scene.splits["train"]) and scene.meta["val"] == "train"
+    assert load_llff(tmp_path, factor=1, llffhold=3, val="train").splits["val"] == [1, 4, 7, 10, 13, 16, 19]
+    with pytest.raises(SceneError, match="val must be 'test'"):
+        load_llff(tmp_path, factor=1, val="holdout")
+
+
 def test_llff_downsamples_images_with_an_area_filter(tmp_path):
     images = write_llff(tmp_path, forward_poses(2), size=16)
     scene = load_llff(tmp_path, factor=2)

@@ -39,7 +39,7 @@ def test_a_path_without_settings_keeps_its_colons(tmp_path):
 
 
 @pytest.mark.parametrize("suffix, message", [
-    (":foo=1", "unknown llff scene setting 'foo'; known: bd_factor, factor, llffhold, ndc, recenter, spherify"),
+    (":foo=1", "unknown llff scene setting 'foo'; known: bd_factor, factor, llffhold, ndc, recenter, spherify, val"),
     (":factor=two", "scene setting factor='two' is not an int"),
     (":ndc=maybe", "scene setting ndc='maybe' is not true/false"),
     (":factor=2,factor=4", "scene setting 'factor' given twice"),

@@ -129,11 +129,15 @@ def _check_forward_facing(root: Path, c2w: np.ndarray, height: int, width: int, 
 
 
 def load_llff(root: str | Path, factor: int = 8, recenter: bool = True, bd_factor: float | None = 0.75,
-              ndc: bool = True, llffhold: int = 8, spherify: bool = False) -> Scene:
+              ndc: bool = True, llffhold: int = 8, spherify: bool = False, val: str = "test") -> Scene:
     """Load an LLFF scene directory as nerf-pytorch's `load_llff_data` + `run_nerf.py` set it up.
 
     Test views are every `llffhold`-th image (the view nearest the average pose when llffhold <= 0);
-    val is the same as test (as in nerf-pytorch); train is the rest. Images are read from
+    train is the rest. `val="test"` (nerf-pytorch's convention) makes val the same views as test, so
+    nothing may be chosen on val without choosing on the reported views; `val="train"` takes val from the
+    training views instead, half-way between the test views (every `llffhold`-th from `llffhold // 2`):
+    a model has seen them, so val then measures fit, not generalisation, which still ranks compression
+    recipes (each is compared with the same model's fp32 renders) without touching the test views. Images are read from
     `images_{factor}/` when it exists, else from `images/` and downsampled by `factor` with an area filter.
     `spherify` (360-degree captures) centres and scales the cameras as `spherify_poses` says; it needs
     `ndc=False`.
@@ -150,6 +154,9 @@ def load_llff(root: str | Path, factor: int = 8, recenter: bool = True, bd_facto
         raise SceneError(f"{root}: bd_factor must be a positive number or None, got {bd_factor!r}")
     if isinstance(llffhold, bool) or not isinstance(llffhold, (int, np.integer)):
         raise SceneError(f"{root}: llffhold must be an integer, got {llffhold!r}")
+    if val not in ("test", "train"):
+        raise SceneError(f"{root}: val must be 'test' (val = test views, as nerf-pytorch) or 'train' (val drawn "
+                         f"from the training views), got {val!r}")
     if spherify and ndc:
         raise SceneError(f"{root}: spherify (a 360-degree capture) renders without NDC; add ndc=false")
     raw_poses, bounds = _read_poses_bounds(root / "poses_bounds.npy")
@@ -194,7 +201,13 @@ def load_llff(root: str | Path, factor: int = 8, recenter: bool = True, bd_facto
         test = list(range(0, n, llffhold))
     else:
         test = [int(np.argmin(((poses[:, :3, 3] - poses_avg(poses)[:, 3]) ** 2).sum(-1)))]
-    splits = {"train": [i for i in range(n) if i not in test], "val": list(test), "test": list(test)}
+    train = [i for i in range(n) if i not in test]
+    if val == "test":
+        val_views = list(test)
+    else:
+        hold = llffhold if llffhold > 1 else 8
+        val_views = [i for i in train if i % hold == hold // 2] or train[len(train) // 2:len(train) // 2 + 1]
+    splits = {"train": train, "val": val_views, "test": list(test)}
     c2w = np.concatenate([poses, np.broadcast_to([[[0.0, 0.0, 0.0, 1.0]]], (n, 1, 4))], 1)
     if ndc:
         _check_forward_facing(root, c2w, images[0].shape[0], images[0].shape[1], focal)
@@ -205,5 +218,5 @@ def load_llff(root: str | Path, factor: int = 8, recenter: bool = True, bd_facto
                  poses=torch.from_numpy(c2w).float(), focal=focal, near=near, far=far, splits=splits,
                  white_bkgd=False, ndc=ndc, source=f"llff:{root.resolve().name}",
                  meta={"factor": factor, "scale": scale, "bounds": [float(bounds.min()), float(bounds.max())],
-                       "spherify": spherify})
+                       "spherify": spherify, "val": val})
     return scene.check(str(root))
