@@ -17,14 +17,16 @@ from typing import TYPE_CHECKING, Any, Callable
 import pytest
 
 from pytest_nerfcompress.failures import one_line_errors
-from pytest_nerfcompress.gates import GateError, GateSpec, Outcome, check_saved
-from pytest_nerfcompress.record import EXTRA_INFO_KEY, Record, publish
+from nerf_eval.measure.gates import GateError, GateSpec, Outcome, check_saved
+from nerf_eval.measure.record import Record
+from nerf_eval.measure.spec import MeasurementSpec
+from pytest_nerfcompress.properties import EXTRA_INFO_KEY, publish
 from pytest_nerfcompress.storage import SavedRunError
 
 if TYPE_CHECKING:
     from nerf_eval.model import ModelPair
     from pytest_nerfcompress.session import NerfSession
-    from pytest_nerfcompress.workbench import CompressedModel, Workbench
+    from nerf_eval.measure.workbench import CompressedModel, Workbench
 
 
 class NerfCompressWarning(UserWarning):
@@ -178,12 +180,16 @@ def saved_run_outcome(session: "NerfSession", compare: bool | str, nodeid: str, 
         which = "" if compare is True else f" matching {compare!r}"
         missing(f"{name}: no saved benchmark run{which} to compare with (--benchmark-compare); "
                 "quality not compared")
-    current = Record.from_dict(record)
+    try:
+        spec = MeasurementSpec.from_dict(Record.from_dict(record).identity())
+    except (KeyError, IndexError, TypeError):
+        out.failures.append(f"{name}: this run's record names no complete measurement spec; cannot compare it")
+        return out
     for run in runs:
         saved = run.quality(nodeid, name)
         if saved is None:
             missing(f"{name}: saved run {run.source} has no quality metrics for {nodeid}")
-        elif (reason := current.mismatch(saved)) is not None:
+        elif (reason := spec.mismatch(saved)) is not None:
             missing(f"{name}: not compared with saved run {run.source}: {reason}")
         else:
             out.extend(check_saved(name, record, saved, run.source, session.tolerances))

@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from pytest_nerfcompress.record import publish
+from pytest_nerfcompress.properties import publish
 
 
 @contextlib.contextmanager
@@ -19,7 +19,7 @@ def one_line_errors(target: str = "", node: Any = None, name: str = "") -> Itera
     a missing checkpoint of an `optional` target skips it. `target` names the target for the summary's error row,
     which is attached to `node` (a test item) right away when given."""
     from nerf_eval.errors import NerfEvalError
-    from pytest_nerfcompress.workbench import CheckpointMissing
+    from nerf_eval.measure.workbench import CheckpointMissing
 
     try:
         yield

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from nerf_eval.render import Rays
     from nerf_eval.scenes import Scene
     from pytest_nerfcompress.checks import Evaluator, Gate
-    from pytest_nerfcompress.workbench import CompressedModel, Workbench
+    from nerf_eval.measure.workbench import CompressedModel, Workbench
 
 
 def nerf_session(config: pytest.Config) -> NerfSession:

@@ -217,22 +217,3 @@ def resolve(config: pytest.Config) -> NerfOptions:
 def scene_name(spec: str) -> str:
     """A short name for a scene spec: the built-in name, or the directory/file name without suffix."""
     return Path(spec).stem if ("/" in spec or Path(spec).suffix) else spec
-
-
-def parse_views(spec: str, n_test: int) -> list[int]:
-    """Positions in the test split: 'all', a count N (spread evenly) or a list 'i,j,...'.
-
-    A single position is written with a trailing comma ('5,') to tell it from a count."""
-    spec = spec.strip()
-    if spec == "all":
-        return list(range(n_test))
-    try:
-        if "," in spec:
-            return [int(s) for s in spec.split(",") if s.strip()]
-        count = int(spec)
-    except ValueError:
-        raise ValueError(f"--nerf-views={spec!r}: expected a count, positions like '0,8' or 'all'") from None
-    if count < 1:
-        raise ValueError(f"--nerf-views={spec!r}: need at least one view")
-    count = min(count, n_test)
-    return sorted({round(i * (n_test - 1) / max(count - 1, 1)) for i in range(count)}) if count > 1 else [n_test // 2]

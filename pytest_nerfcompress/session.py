@@ -24,16 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_nerfcompress.gates import GateError, GateSpec, Tolerance, tolerances
+from nerf_eval.measure.gates import GateError, GateSpec, Tolerance, tolerances
 from pytest_nerfcompress.options import NerfOptions, resolve
-from pytest_nerfcompress.record import EXTRA_INFO_KEY, PROPERTY_KEY, publish
+from pytest_nerfcompress.properties import EXTRA_INFO_KEY, PROPERTY_KEY, publish
 from pytest_nerfcompress.storage import SavedRun, SavedRunError, compare_request, compared_files, load_saved_run
 from pytest_nerfcompress.summary import Summary
 
 if TYPE_CHECKING:
     from pytest_nerfcompress.registry import Choice, Registries
     from pytest_nerfcompress.target import Target
-    from pytest_nerfcompress.workbench import Workbench
+    from nerf_eval.measure.workbench import Workbench
 
 XDIST_NOTE = "pytest-xdist is active; latency and speed-up need a serial run"
 STASH_KEY = pytest.StashKey["NerfSession"]()
@@ -93,8 +93,9 @@ class NerfSession:
     # targets -----------------------------------------------------------------------------------
     def workbench(self, target: "Target") -> "Workbench":
         """The one Workbench of `target` in this session."""
-        from pytest_nerfcompress.cache import EvalCache
-        from pytest_nerfcompress.workbench import Workbench
+        from nerf_eval.measure.cache import EvalCache
+        from nerf_eval.measure.workbench import Workbench
+        from pytest_nerfcompress.provenance import missing_checkpoint_message
 
         target = target.resolved(self.config.rootpath)
         if target not in self._workbenches:
@@ -104,8 +105,9 @@ class NerfSession:
                 keep_freed_memory()  # fp32 and compressed models timed alike; only sessions that measure NeRFs
             cache = getattr(self.config, "cache", None)
             directory = cache.mkdir("nerfcompress") if cache is not None else None
-            self._workbenches[target] = Workbench(target, self.options, EvalCache(directory),
-                                                  XDIST_NOTE if self.xdist else None, self.config.rootpath)
+            self._workbenches[target] = Workbench(
+                target, self.options, EvalCache(directory), XDIST_NOTE if self.xdist else None, self.config.rootpath,
+                lambda path, scene: missing_checkpoint_message(path, scene, self.options))
         return self._workbenches[target]
 
     # saved runs --------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_nerfcompress.gates import METRICS
-from pytest_nerfcompress.record import PROPERTY_KEY
+from nerf_eval.measure.gates import METRICS
+from pytest_nerfcompress.properties import PROPERTY_KEY
 
 COLUMNS = ("compressor", "PSNR", "ΔPSNR", "SSIM", "ꟻLIP", "worst view", "depth err", "size", "size ratio",
            "latency", "speed-up", "gates")
@@ -140,13 +140,10 @@ class Summary:
         return {"rows": [r.to_dict() for r in self.rows.values()]}
 
     def write(self, directory: Path) -> Path:
-        """results.json in `directory`, written through a temporary file."""
-        path = Path(directory) / "results.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1, default=str))
-        tmp.replace(path)
-        return path
+        """results.json in `directory`, written atomically (nerf_eval.atomic)."""
+        from nerf_eval.atomic import atomic_write_text
+
+        return atomic_write_text(json.dumps(self.to_json(), indent=1, default=str), Path(directory) / "results.json")
 
 
 def _fmt(value, spec: str) -> str:

@@ -10,10 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_nerfcompress.gates import (METRICS, GateError, GateSpec, check_saved, parse_limit, parse_tolerance,
-                                       tolerances)
-from pytest_nerfcompress.options import parse_views
-from pytest_nerfcompress.record import Record
+from nerf_eval.measure.gates import (METRICS, GateError, GateSpec, check_saved, parse_limit, parse_tolerance,
+                                     tolerances)
+from nerf_eval.measure.spec import parse_views
 from pytest_nerfcompress.storage import SavedRunError, load_saved_run
 from pytest_nerfcompress.summary import Summary
 
@@ -131,14 +130,6 @@ def test_parse_views(spec, n, expected):
 def test_parse_views_rejects_nonsense(bad):
     with pytest.raises(ValueError, match="--nerf-views"):
         parse_views(bad, 10)
-
-
-def test_record_mismatch_names_scene_and_checkpoint():
-    rec = Record("c", "object", scene="object", checkpoint_sha256="ab" * 32, settings={"views": [5]})
-    assert rec.mismatch(rec.to_dict()) is None
-    other = dict(rec.to_dict(), scene="forward")
-    assert "scene 'forward'" in rec.mismatch(other)
-    assert "settings" in rec.mismatch(dict(rec.to_dict(), settings={"views": [6]}))
 
 
 def test_corrupt_and_malformed_saved_runs_name_the_file(tmp_path):

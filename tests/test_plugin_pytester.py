@@ -19,7 +19,7 @@ import skimage.metrics  # noqa: F401
 import nerf_eval.history  # noqa: F401
 import nerf_eval.memory  # noqa: F401  (patched below: the runs must find this module object)
 import pytest_nerfcompress.checks  # noqa: F401
-import pytest_nerfcompress.workbench  # noqa: F401
+import nerf_eval.measure.workbench  # noqa: F401
 from nerf_eval.compress import REGISTRY
 from pytest_nerfcompress.testing import tiny_ini, write_tiny_target
 

@@ -13,12 +13,12 @@ from nerf_eval.checkpoint import file_hash, save_checkpoint
 from nerf_eval.compress import FunctionCompressor, get_compressor
 from nerf_eval.errors import CheckpointError, CompressorError, SceneError
 from nerf_eval.model import ModelPair
-from pytest_nerfcompress import workbench as workbench_module
-from pytest_nerfcompress.cache import EvalCache, model_fingerprint
+from nerf_eval.measure import workbench as workbench_module
+from nerf_eval.measure.cache import EvalCache, model_fingerprint
 from pytest_nerfcompress.options import NerfOptions
 from pytest_nerfcompress.target import Target
 from pytest_nerfcompress.testing import tiny_pair, write_tiny_target
-from pytest_nerfcompress.workbench import CheckpointMissing, Workbench
+from nerf_eval.measure.workbench import CheckpointMissing, Workbench
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,7 @@ def test_on_device_is_the_pair_itself_on_the_cpu_and_refuses_cpu_only_int8_elsew
     gpu = bench(tiny, tmp_path / "cache2", device="cuda")
     with pytest.raises(CompressorError, match="cannot run on cuda: torch's quantized modules .* CPU kernels only"):
         gpu.on_device(int8)
-    assert gpu.record_settings["device"] == "cuda" and "device" not in cpu.record_settings
+    assert gpu.spec.settings()["device"] == "cuda" and "device" not in cpu.spec.settings()
 
 
 def test_paired_timing_pairs_each_model_with_fp32_once_per_session(tiny, tmp_path):

@@ -9,20 +9,18 @@ plugin calibrate and time on the same rays for the same settings.
 
 from __future__ import annotations
 
+from nerf_eval.measure.spec import CALIBRATION_SEED, LATENCY_SEED
 from nerf_eval.render import Rays
 from nerf_eval.scenes.scene import Scene
 
-CALIBRATION_SEED = 0
-LATENCY_SEED = 1
 
-
-def calibration_batch(scene: Scene, n_rays: int) -> Rays:
+def calibration_batch(scene: Scene, n_rays: int, seed: int = CALIBRATION_SEED) -> Rays:
     """`n_rays` seeded rays from the training views (from every view when a scene has no train split)."""
     split = "train" if scene.splits.get("train") else "all"
-    return scene.sample_rays(n_rays, split, seed=CALIBRATION_SEED)
+    return scene.sample_rays(n_rays, split, seed=seed)
 
 
-def latency_batch(scene: Scene, n_rays: int) -> Rays:
+def latency_batch(scene: Scene, n_rays: int, seed: int = LATENCY_SEED) -> Rays:
     """`n_rays` seeded rays from the test views (from every view when a scene has no test split)."""
     split = "test" if scene.splits.get("test") else "all"
-    return scene.sample_rays(n_rays, split, seed=LATENCY_SEED)
+    return scene.sample_rays(n_rays, split, seed=seed)

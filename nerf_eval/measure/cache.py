@@ -1,10 +1,11 @@
 """Evaluation results cached in pytest's cache directory, keyed by everything that determines them.
 
-A key is the sha256 of a JSON document naming the checkpoint's sha256, the scene's content, the render
-settings, the evaluated views and the model's own fingerprint (its serialized state and structure), so a
-retrained checkpoint, another scene or view set, or a compressor that now produces other weights all
-miss the cache. Files are written through a temporary file and renamed, so parallel workers and killed
-runs never leave half an entry; an unreadable entry is recomputed.
+A key is the sha256 of a JSON document naming the measurement spec's fingerprint (checkpoint, scene
+spec, views, resolution, samples, ray batches: `nerf_eval.measure.spec`), the scene's content and the
+model's own fingerprint (its serialized state and structure), so a retrained checkpoint, another scene
+or view set, or a compressor that now produces other weights all miss the cache. Files are written
+through `nerf_eval.atomic` (a temporary sibling, then one rename), so parallel workers and killed runs
+never leave half an entry; an unreadable entry is recomputed.
 """
 
 from __future__ import annotations
@@ -12,17 +13,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from nerf_eval.atomic import atomic_write_bytes
 from nerf_eval.model import ModelPair
 
-VERSION = "nerfcompress-eval-v1"
+VERSION = "nerfcompress-eval-v2"  # v2: entries hold per-view metrics and the raw means
 
 
 def digest(parts: dict) -> str:
@@ -57,21 +57,11 @@ def tensors_fingerprint(*tensors: torch.Tensor | None) -> str:
     return h.hexdigest()
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call write(file object) on a temporary file next to `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+    """A compressed .npz of `arrays`, written atomically (readers see the old file or the whole new one)."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(buf.getvalue(), path)
 
 
 class EvalCache:

@@ -1,10 +1,12 @@
-"""Everything measured on one target, built once per session and cached: the scene, the fp32 pair,
-calibration and latency rays, each compressed model, and each model's evaluation record.
+"""Everything measured on one target, built once and cached: the scene, the fp32 pair, calibration and
+latency rays, each compressed model, and each model's evaluation record.
 
 A thin layer over nerf_eval: loading, compressing, rendering and metrics are the library's; this module
 adds validation of what compressors return, caching and timing, and checks that the checkpoint belongs
-to the scene (see provenance.py). All failures are NerfEvalError subclasses with one-line
-messages naming the scene, checkpoint or compressor.
+to the scene (see provenance.py). What it measures on is one `MeasurementSpec` (`spec`), whose
+fingerprint keys the evaluation cache and goes into every record. All failures are NerfEvalError
+subclasses with one-line messages naming the scene, checkpoint or compressor. The pytest plugin's
+fixtures are built on it; nothing here knows pytest.
 """
 
 from __future__ import annotations
@@ -15,25 +17,26 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
 
 from nerf_eval.checkpoint import file_hash, load_checkpoint
-from nerf_eval.compress import Compressor, serialized_size
+from nerf_eval.compress import Compressor
 from nerf_eval.errors import CheckpointError, CompressorError, NerfEvalError, SceneError, first_line
 from nerf_eval.evaluate import evaluate
-from nerf_eval.measure import (PairedProtocol, PairedTiming, calibration_batch, latency_batch, render_batch,
-                               time_render_pair)
+from nerf_eval.measure.batches import calibration_batch, latency_batch
+from nerf_eval.measure.cache import EvalCache, digest, model_fingerprint, tensors_fingerprint, write_npz
+from nerf_eval.measure.latency import PairedProtocol, PairedTiming
+from nerf_eval.measure.provenance import check_card, check_scene
+from nerf_eval.measure.quality import record_from_metrics
+from nerf_eval.measure.record import Record
+from nerf_eval.measure.render_latency import render_batch, time_render_pair
+from nerf_eval.measure.spec import MeasurementSpec, parse_views, portable
 from nerf_eval.model import ModelPair
 from nerf_eval.render import Rays, RenderSettings
 from nerf_eval.scenes import Scene, load_scene, parse_scene_spec
-from pytest_nerfcompress.cache import EvalCache, digest, model_fingerprint, tensors_fingerprint, write_npz
-from pytest_nerfcompress.options import NerfOptions, parse_views
-from pytest_nerfcompress.provenance import check_card, check_scene, missing_checkpoint_message, portable
-from pytest_nerfcompress.record import Record
-from pytest_nerfcompress.target import Target
 
 REFERENCE = "fp32 (reference)"
 PROBE_ROWS = 4
@@ -41,6 +44,51 @@ PROBE_ROWS = 4
 
 class CheckpointMissing(CheckpointError):
     """An `optional` target's checkpoint does not exist yet (the tests that need it are skipped)."""
+
+
+class MeasuredTarget(Protocol):
+    """What a Workbench measures (the plugin's `Target` is one): a scene spec and a checkpoint of it,
+    a name for records, whether a missing checkpoint only skips (`optional`), and a scale that replaces
+    the options' one where it is not None."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def scene(self) -> str: ...
+    @property
+    def checkpoint(self) -> str | Path: ...
+    @property
+    def optional(self) -> bool: ...
+    @property
+    def scale(self) -> float | None: ...
+
+
+class MeasureOptions(Protocol):
+    """How a Workbench measures (the plugin's `NerfOptions` is one): views ('all', a count or positions
+    'i,j', see `parse_views`), scale, sample counts, ray batch sizes, timing rounds, the render device,
+    whether a checkpoint may be measured on a scene other than its own, and where renders are written
+    (None: nowhere)."""
+
+    @property
+    def views(self) -> str: ...
+    @property
+    def scale(self) -> float: ...
+    @property
+    def n_coarse(self) -> int: ...
+    @property
+    def n_fine(self) -> int: ...
+    @property
+    def calibration_rays(self) -> int: ...
+    @property
+    def latency_rays(self) -> int: ...
+    @property
+    def latency_rounds(self) -> int: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def cross_scene(self) -> bool: ...
+    @property
+    def report_dir(self) -> Path | None: ...
 
 
 @dataclass
@@ -81,18 +129,21 @@ def check_compressed(name: str, out: object) -> ModelPair:
 
 
 def safe_filename(name: str) -> str:
+    """`name` with every run of characters a file name should not hold replaced by '_'."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
 class Workbench:
     """One target's data and models; `timing_note` is None when latency may be measured, else why not."""
 
-    def __init__(self, target: Target, options: NerfOptions, cache: EvalCache,
-                 timing_note: str | None = None, root: Path | None = None) -> None:
+    def __init__(self, target: MeasuredTarget, options: MeasureOptions, cache: EvalCache,
+                 timing_note: str | None = None, root: Path | None = None,
+                 missing_checkpoint: Callable[[Path, str], str] | None = None) -> None:
         self.target = target
         self.options = options
         self.root = root  # records name files relative to it (saved runs carry no machine paths)
         self.cache = cache
+        self.missing_checkpoint = missing_checkpoint or (lambda path, scene: f"{path}: checkpoint not found")
         self.timing_note = timing_note
         self._compressed: dict[int, tuple[Compressor, CompressedModel | CompressorError]] = {}
         self._latency: dict[str, float] = {}
@@ -139,7 +190,7 @@ class Workbench:
         path = Path(self.target.checkpoint)
         parse_scene_spec(self.target.scene)  # a misspelt scene is reported as such, before its checkpoint
         if not path.exists():
-            message = missing_checkpoint_message(path, self.target.scene, self.options)
+            message = self.missing_checkpoint(path, self.target.scene)
             raise (CheckpointMissing if self.target.optional else CheckpointError)(message)
         pair = load_checkpoint(path).eval()
         check_card(path)
@@ -176,7 +227,7 @@ class Workbench:
     @cached_property
     def calibration_rays(self) -> Rays:
         """Rays from training views, handed to compressors (seeded: the same every session)."""
-        return calibration_batch(self.scene, self.options.calibration_rays)
+        return calibration_batch(self.scene, self.options.calibration_rays)  # the spec's default seed
 
     @cached_property
     def latency_rays(self) -> Rays:
@@ -189,13 +240,16 @@ class Workbench:
         return tensors_fingerprint(s.images, s.poses, s.depths, torch.tensor([s.focal, s.near, s.far]))
 
     @cached_property
-    def record_settings(self) -> dict:
-        """What a saved record must share with this run to be comparable."""
-        settings = {"views": self.views, "height": self.scene.height, "width": self.scene.width,
-                    "samples": [self.settings.n_coarse, self.settings.n_fine]}
-        if self.options.device != "cpu":  # CPU records keep the form saved runs already have
-            settings["device"] = self.options.device
-        return settings
+    def spec(self) -> MeasurementSpec:
+        """What every record of this target is measured on (its fingerprint keys the cache and tells
+        comparable saved runs from others)."""
+        scene = self.scene
+        return MeasurementSpec(
+            scene=portable(self.target.scene, self.root), checkpoint_sha256=self.checkpoint_sha256,
+            views=tuple(self.views), scale=self.target.scale if self.target.scale is not None else self.options.scale,
+            width=scene.width, height=scene.height, n_coarse=self.settings.n_coarse, n_fine=self.settings.n_fine,
+            calibration_rays=self.options.calibration_rays, latency_rays=self.options.latency_rays,
+            device=self.options.device)
 
     def compressed(self, name: str, compressor: Compressor) -> CompressedModel:
         """The compressor's output on the fp32 pair, built and checked once per session (failures too)."""
@@ -231,9 +285,10 @@ class Workbench:
         return CompressedModel(name, out.eval(), compressor, gates, seconds)
 
     def record(self, name: str, pair: ModelPair) -> Record:
-        """Quality on the evaluated views and serialized size of `pair` (rendered once, then cached)."""
-        key = digest({"checkpoint": self.checkpoint_sha256, "scene": self.scene_fingerprint,
-                      "settings": self.record_settings, "model": model_fingerprint(pair)})
+        """Quality on the evaluated views and size of `pair` (rendered once, then cached), with the spec
+        it was measured on."""
+        spec = self.spec
+        key = digest({"spec": spec.fingerprint, "scene": self.scene_fingerprint, "model": model_fingerprint(pair)})
         hit = self.cache.get(key)
         if hit is None:
             try:
@@ -245,20 +300,16 @@ class Workbench:
             arrays = {"rgb": np.stack([r.rgb.numpy() for r in ev.renders]),
                       "depth": np.stack([r.depth.numpy() for r in ev.renders]),
                       "acc": np.stack([r.acc.numpy() for r in ev.renders])}
-            metrics = dict(ev.mean)
-            metrics["worst_view"] = self.views[int(metrics["worst_view"])]
+            metrics = {"mean": dict(ev.mean), "per_view": ev.per_view}
             self.cache.put(key, metrics, arrays)
             hit = (metrics, arrays)
         metrics, arrays = hit
         if self.options.report_dir is not None:
             self._write_renders(name, arrays)
-        return Record(
-            name=name, target=self.target.name, scene=portable(self.target.scene, self.root),
-            checkpoint=portable(self.target.checkpoint, self.root), checkpoint_sha256=self.checkpoint_sha256,
-            settings=self.record_settings, psnr=metrics.get("psnr"), ssim=metrics.get("ssim"),
-            flip=metrics.get("flip"), worst_psnr=metrics.get("worst_psnr"), worst_view=metrics.get("worst_view"),
-            depth_error=metrics.get("depth_error"), sharpness=metrics.get("sharpness"),
-            size_bytes=serialized_size(pair))
+        return record_from_metrics(
+            name, pair, metrics["mean"], metrics["per_view"], self.views, target=self.target.name,
+            scene=spec.scene, checkpoint=portable(self.target.checkpoint, self.root),
+            checkpoint_sha256=spec.checkpoint_sha256, settings=spec.settings(), spec_sha256=spec.fingerprint)
 
     def _write_renders(self, name: str, arrays: dict[str, np.ndarray]) -> None:
         out = Path(self.options.report_dir) / "renders" / safe_filename(self.target.name)
