@@ -38,7 +38,7 @@ def _pct(new, old) -> str:
     return f"{100.0 * (new - old) / old:+.0f}%"
 
 
-BASELINE_KEYS = {"render_time_s": "baseline_time_s", "latency_s": "baseline_latency_s"}
+BASELINE_KEYS = {"render_time_s": "baseline_time_s", "latency_s": "reference_latency_s"}
 
 
 def speedup(row: dict, base: dict | None, time_key: str = "render_time_s") -> float:
@@ -86,7 +86,7 @@ def _mb(size: int | None) -> str:
 def _paired(row: dict) -> str:
     """The latency batch's speed-up over fp32 timed interleaved with it (median of per-round ratios) and the
     interquartile range of those ratios; '-' for rows measured before paired timing existed."""
-    sp, iqr = row.get("latency_speedup"), row.get("latency_speedup_spread")
+    sp, iqr = row.get("speedup"), row.get("speedup_spread")
     if not isinstance(sp, (int, float)) or not math.isfinite(sp):
         return "-"
     return f"{sp:.2f}× ({iqr:.2f})" if isinstance(iqr, (int, float)) and math.isfinite(iqr) else f"{sp:.2f}×"

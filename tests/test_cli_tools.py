@@ -225,7 +225,7 @@ def test_report_extend_refuses_a_report_with_other_settings(tiny, capsys):
     assert main(base + ["--out", str(out)]) == 0
     capsys.readouterr()
     assert main(base + ["--out", str(root / "x2"), "--extend", str(out), "--scale", "0.5"]) == 2
-    assert "resolution" in capsys.readouterr().err
+    assert "scale=1.0" in capsys.readouterr().err
     assert main(base + ["--out", str(root / "x3"), "--extend", str(root / "nothing")]) == 2
     assert "no such report" in capsys.readouterr().err
     assert not (root / "x2").exists() and not (root / "x3").exists()

@@ -232,7 +232,8 @@ def test_render_helper_times_model_pairs_on_the_same_rays():
 
 def test_report_rows_record_the_paired_speedup_and_its_spread():
     """`nerf-eval report`'s rows: latency timed interleaved with fp32 (fp32's row: against itself)."""
-    from nerf_eval.experiment import VariantResult, run_variants
+    from nerf_eval.experiment import run_variants
+    from nerf_eval.measure.record import Record
     from nerf_eval.scenes.procedural import make_scene
 
     scene, _ = make_scene("object", size=8)
@@ -245,7 +246,7 @@ def test_report_rows_record_the_paired_speedup_and_its_spread():
     assert [r.name for r in rows] == ["fp32", "bf16"]
     for r in rows:
         assert r.error is None and r.latency_rounds == 3
-        assert r.latency_speedup > 0 and r.latency_speedup_spread >= 0
-        assert r.latency_s > 0 and r.baseline_latency_s > 0  # fp32's median in the rounds paired with the row
-    back = VariantResult.from_dict(json.loads(json.dumps(rows[1].to_dict())))
-    assert back.latency_speedup == rows[1].latency_speedup and back.latency_rounds == 3
+        assert r.speedup > 0 and r.speedup_spread >= 0
+        assert r.latency_s > 0 and r.reference_latency_s > 0  # fp32's median in the rounds paired with the row
+    back = Record.from_dict(json.loads(json.dumps(rows[1].to_dict())))
+    assert back.speedup == rows[1].speedup and back.latency_rounds == 3

@@ -2,7 +2,7 @@
 
 import pytest
 
-from nerf_eval.experiment import depth_change
+from nerf_eval.measure.quality import depth_change
 from nerf_eval.report import image_grid, markdown_table
 
 
@@ -12,8 +12,8 @@ def row(name, psnr, t, **extra):
 
 
 def test_paired_speedup_and_its_interquartile_range_are_shown():
-    rows = [row("fp32", 25.0, 10.0, latency_speedup=1.01, latency_speedup_spread=0.04),
-            row("int8-ptq-both", 24.9, 4.0, latency_speedup=2.46, latency_speedup_spread=0.12),
+    rows = [row("fp32", 25.0, 10.0, speedup=1.01, speedup_spread=0.04),
+            row("int8-ptq-both", 24.9, 4.0, speedup=2.46, speedup_spread=0.12),
             row("old-row", 24.0, 5.0)]
     lines = markdown_table(rows).splitlines()
     assert "paired speed-up (IQR)" in lines[0]

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 from nerf_eval.atomic import interruptible
-from nerf_eval.cli.arguments import parse_device, parse_views, require
+from nerf_eval.cli.arguments import check_samples, parse_device, parse_views, require
 from nerf_eval.errors import NerfEvalError
+from nerf_eval.measure.record import Record
+from nerf_eval.measure.spec import LATENCY_SEED, MeasurementSpec, portable
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration-rays", type=int, default=4096)
     p.add_argument("--latency-rays", type=int, default=2048, help="fixed ray batch timed for each variant")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--n-coarse", type=int, default=64, help="coarse samples per ray (default 64)")
+    p.add_argument("--n-fine", type=int, default=128, help="fine samples per ray (default 128)")
     p.add_argument("--finetune-steps", type=int, default=0,
                    help="also report each pruned (float) variant after this many recovery fine-tune steps")
     p.add_argument("--finetune-rays", type=int, default=1024, help="rays per fine-tune step (default 1024)")
@@ -34,8 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grid-variants", default="*",
                    help="comma-separated names or globs of the variants shown in grid.png (default: all)")
     p.add_argument("--extend", type=Path, default=None, metavar="REPORT_DIR",
-                   help="reuse the rows of an earlier report with the same checkpoint, scene, views and settings "
-                        "and measure only the missing ones (fine-tuned rows included); --out may be REPORT_DIR")
+                   help="reuse the rows of an earlier report measured the same way (the same measurement spec: "
+                        "checkpoint, scene, views, resolution, samples, calibration and latency batches) and measure "
+                        "only the missing ones (fine-tuned rows included); --out may be REPORT_DIR")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=run)
 
@@ -59,11 +63,29 @@ def _grid_data(scene, results, renders, patterns: str = "*") -> dict:
     return out
 
 
-EXTEND_MUST_MATCH = ("sha256", "scene", "resolution", "views", "samples", "latency_rays", "latency_batch")
+def legacy_spec_document(settings: dict) -> dict:
+    """The part of a measurement spec that a report written before specs holds in its settings: the
+    checkpoint's first 16 hex digits, the scene, the resolution, the view count, the samples and the
+    latency batch (seeded test rays, or before those existed the first rays of one view)."""
+    out: dict = {}
+    try:
+        width, height = (int(x) for x in str(settings["resolution"]).split("x"))
+        out.update(width=width, height=height)
+    except (KeyError, ValueError):
+        pass
+    if "samples" in settings:
+        out["samples"] = [int(x) for x in str(settings["samples"]).split("+")]
+    for key in ("views", "latency_rays"):
+        if key in settings:
+            out[key] = settings[key]
+    out["latency_seed"] = LATENCY_SEED if settings.get("latency_batch") == "seeded test rays" else "first rays of one view"
+    return {"scene": settings.get("scene"), "checkpoint_sha256": settings.get("sha256"), "settings": out}
 
 
-def _earlier_rows(report_dir: Path, meta: dict) -> list:
-    """The rows of an earlier report whose settings match `meta` (one-line error otherwise)."""
+def _earlier_rows(report_dir: Path, meta: dict, spec: MeasurementSpec) -> list:
+    """The rows of an earlier report measured the same way as `spec` (`MeasurementSpec.mismatch`, the
+    rule the plugin's saved-run comparison follows) with the same fine-tune recipe; a one-line error
+    otherwise."""
     path = report_dir / "results.json"
     try:
         data = json.loads(path.read_text())
@@ -72,10 +94,10 @@ def _earlier_rows(report_dir: Path, meta: dict) -> list:
         raise NerfEvalError(f"{path}: no such report to extend") from None
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise NerfEvalError(f"{path}: not a nerf-eval report ({type(e).__name__}: {e})") from None
-    for key in EXTEND_MUST_MATCH:
-        if str(settings.get(key)) != str(meta[key]):
-            raise NerfEvalError(f"{path}: was measured with {key}={settings.get(key)}, this run has {meta[key]}; "
-                                f"cannot extend it")
+    earlier = settings.get("spec") if isinstance(settings.get("spec"), dict) else legacy_spec_document(settings)
+    reason = spec.mismatch(earlier)
+    if reason is not None:
+        raise NerfEvalError(f"{path}: {reason}; cannot extend it")
     old, new = settings.get("finetune_recipe"), meta.get("finetune_recipe")
     if isinstance(old, dict) and new is not None:
         differs = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -90,18 +112,17 @@ def _earlier_rows(report_dir: Path, meta: dict) -> list:
     return _reused_rows(rows)
 
 
-def _reused_rows(rows: list[dict]) -> list:
-    """Rows of an earlier report as results; rows written before the per-row fp32 times existed get
+def _reused_rows(rows: list[dict]) -> list[Record]:
+    """Rows of an earlier report as records; rows written before the per-row fp32 times existed get
     their report's fp32 times."""
-    from nerf_eval.experiment import VariantResult
-
-    base = next((r for r in rows if r.get("name") == "fp32"), {})
+    base = Record.from_dict(next((r for r in rows if r.get("name") == "fp32"), {"name": "fp32"}))
     out = []
     for row in rows:
-        res = VariantResult.from_dict(row)
-        if not math.isfinite(res.baseline_time_s) and base:
-            res.baseline_time_s = float(base.get("render_time_s", float("nan")))
-            res.baseline_latency_s = float(base.get("latency_s", float("nan")))
+        res = Record.from_dict(row)
+        if res.baseline_time_s is None:
+            res.baseline_time_s = base.render_time_s
+            if res.reference_latency_s is None:
+                res.reference_latency_s = base.latency_s
         out.append(res)
     return out
 
@@ -118,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
     require(args, scale="fraction", calibration_rays="count", latency_rays="count", repeats="count",
              finetune_steps="nonnegative", finetune_rays="count")
+    check_samples(args)
     extending_in_place = args.extend is not None and args.out.resolve() == args.extend.resolve()
     refuse_to_replace(args.out, args.force or extending_in_place)
     names = REGISTRY.select([n.strip() for n in args.compressors.split(",") if n.strip()])
@@ -128,12 +150,17 @@ def run(args: argparse.Namespace) -> int:
         views = scene.subset("test", parse_views(args.views))
     except (KeyError, ValueError) as e:
         raise NerfEvalError(f"{args.scene}: {e.args[0]}") from None
-    calibration = calibration_batch(scene, args.calibration_rays)
-    latency = latency_batch(scene, args.latency_rays)
-    settings = RenderSettings(white_bkgd=scene.white_bkgd)
-    meta = {"checkpoint": str(args.checkpoint), "sha256": file_hash(args.checkpoint)[:16], "scene": str(args.scene),
-            "resolution": f"{scene.width}x{scene.height}", "views": len(views), "samples": "64+128",
-            "latency_rays": len(latency), "latency_batch": "seeded test rays"}
+    spec = MeasurementSpec(scene=portable(args.scene, Path.cwd()), checkpoint_sha256=file_hash(args.checkpoint),
+                           views=tuple(views), scale=args.scale, width=scene.width, height=scene.height,
+                           n_coarse=args.n_coarse, n_fine=args.n_fine, calibration_rays=args.calibration_rays,
+                           latency_rays=args.latency_rays)
+    calibration = calibration_batch(scene, spec.calibration_rays, spec.calibration_seed)
+    latency = latency_batch(scene, spec.latency_rays, spec.latency_seed)
+    settings = RenderSettings(n_coarse=spec.n_coarse, n_fine=spec.n_fine, white_bkgd=scene.white_bkgd)
+    meta = {"checkpoint": str(args.checkpoint), "sha256": spec.checkpoint_sha256[:16], "scene": str(args.scene),
+            "resolution": f"{scene.width}x{scene.height}", "views": len(views),
+            "samples": f"{spec.n_coarse}+{spec.n_fine}", "calibration_rays": len(calibration),
+            "latency_rays": len(latency), "latency_batch": "seeded test rays", "spec": spec.to_dict()}
     finetune_device = parse_device(args.finetune_device, "--finetune-device")
     if args.finetune_steps:
         from nerf_eval.hardware import native_bf16
@@ -145,14 +172,14 @@ def run(args: argparse.Namespace) -> int:
                             f"{arithmetic}, seed 0, variants {args.finetune_variants}")
         meta["finetune_recipe"] = {"steps": args.finetune_steps, "rays": args.finetune_rays, "samples": "32+64",
                                    "lr": [1e-4, 1e-5], "arithmetic": arithmetic, "seed": 0}
-    earlier = _earlier_rows(args.extend, meta) if args.extend is not None else []
+    earlier = _earlier_rows(args.extend, meta, spec) if args.extend is not None else []
     known = {r.name: r for r in earlier if r.name != "fp32"}
     results, renders = run_variants(pair, scene, names, views, calibration, settings, latency, args.repeats,
                                     finetune_steps=args.finetune_steps, finetune_scene=full_scene,
                                     finetune_rays=args.finetune_rays,
                                     finetune_only=tuple(g.strip() for g in args.finetune_variants.split(",")
                                                         if g.strip()), finetune_device=finetune_device,
-                                    known=known)
+                                    known=known, spec=spec)
     listed = {r.name for r in results}
     results += [r for r in earlier if r.name not in listed]
     if earlier:
