@@ -35,14 +35,19 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
-from nerf_eval.compress import get_compressor, serialized_size
+from nerf_eval.compress import get_compressor
 from nerf_eval.compress.cast import DTYPES, cast_network
 from nerf_eval.compress.prune import NAMES as PRUNE_NAMES
 from nerf_eval.compress.prune import check_ratio, parse_prune_spec
 from nerf_eval.compress.quantize import static_int8_pair
 from nerf_eval.errors import NerfEvalError
 from nerf_eval.evaluate import evaluate
-from nerf_eval.measure import PairedProtocol, latency_batch, time_render_pair
+from nerf_eval.measure.batches import latency_batch
+from nerf_eval.measure.latency import PairedProtocol, PairedTiming
+from nerf_eval.measure.quality import measure_quality
+from nerf_eval.measure.record import Record
+from nerf_eval.measure.render_latency import time_render_pair
+from nerf_eval.measure.spec import MeasurementSpec
 from nerf_eval.model import ModelPair
 from nerf_eval.render import Rays, RenderSettings
 from nerf_eval.scenes.scene import Scene
@@ -95,31 +100,63 @@ class SearchOptions:
 
 @dataclass
 class Candidate:
-    """One measured point of the search; `name` rebuilds it through the registry.
+    """One measured point of the search: its `record` (`nerf_eval.measure.Record`, the record report rows
+    and the plugin's records are) and what the search adds to it; `name` rebuilds it through the registry.
 
-    latency_s: median time of the latency batch; speedup: median of the per-round fp32/candidate ratios
-    (fp32 and the candidate timed interleaved), speedup_spread: their interquartile range. The fp32
-    reference has speed-up 1 by definition; its spread is that of fp32 timed against itself (the noise
-    floor of the run)."""
+    record.latency_s: median time of the latency batch; record.speedup: median of the per-round
+    fp32/candidate ratios (fp32 and the candidate timed interleaved), record.speedup_spread: their
+    interquartile range. The fp32 reference has speed-up 1 by definition; its spread is that of fp32
+    timed against itself (the noise floor of the run). The figures are read through properties (NaN, or
+    size 0, where the candidate was not measured) so ranking needs no None checks."""
 
     name: str
     stage: str
     ratios: dict[str, float]
     precision: dict[str, str] | str
-    psnr: float = math.nan
+    record: Record | None = None
     drop: float = math.nan
-    latency_s: float = math.nan
-    speedup: float = math.nan
-    size_bytes: int = 0
     size_ratio: float = math.nan
     pareto: bool = False
     feasible: bool = False
     confirmed_drop: float | None = None
-    error: str | None = None
-    speedup_spread: float = math.nan
+
+    def __post_init__(self) -> None:
+        if self.record is None:
+            self.record = Record(self.name)
+
+    @property
+    def psnr(self) -> float:
+        return _number(self.record.psnr)
+
+    @property
+    def latency_s(self) -> float:
+        return _number(self.record.latency_s)
+
+    @property
+    def speedup(self) -> float:
+        return _number(self.record.speedup)
+
+    @property
+    def speedup_spread(self) -> float:
+        return _number(self.record.speedup_spread)
+
+    @property
+    def size_bytes(self) -> int:
+        return self.record.size_bytes or 0
+
+    @property
+    def error(self) -> str | None:
+        return self.record.error
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The record's fields with the search's beside them (search.json)."""
+        return {**self.record.to_dict(), "name": self.name, "stage": self.stage, "ratios": self.ratios,
+                "precision": self.precision, "drop": self.drop, "size_ratio": self.size_ratio, "pareto": self.pareto,
+                "feasible": self.feasible, "confirmed_drop": self.confirmed_drop}
+
+
+def _number(value: float | None) -> float:
+    return math.nan if value is None else float(value)
 
 
 @dataclass
@@ -136,9 +173,11 @@ class SearchResult:
     calibration_views: list[int] = field(default_factory=list)
     confirm_views: list[int] = field(default_factory=list)
     fp32_confirm_psnr: float = math.nan
+    spec: MeasurementSpec | None = None
 
     def to_dict(self) -> dict:
-        return {"options": asdict(self.options), "elapsed_s": self.elapsed_s, "stopped_early": self.stopped_early,
+        return {"options": asdict(self.options), "spec": self.spec.to_dict() if self.spec else None,
+                "elapsed_s": self.elapsed_s, "stopped_early": self.stopped_early,
                 "calibration_views": self.calibration_views, "confirm_views": self.confirm_views,
                 "fp32_confirm_psnr": self.fp32_confirm_psnr, "reference": self.reference.to_dict(),
                 "chosen": self.chosen.to_dict() if self.chosen else None,
@@ -194,11 +233,15 @@ class _Search:
     """Measures candidates against fp32 on fixed views and rays, within a time budget."""
 
     def __init__(self, pair: ModelPair, scene: Scene, calibration: Rays, options: SearchOptions,
-                 settings: RenderSettings, progress: bool) -> None:
+                 settings: RenderSettings, progress: bool, source: SpecSource) -> None:
         self.pair, self.scene, self.calibration, self.options, self.settings = pair, scene, calibration, options, settings
         self.t0 = time.perf_counter()
         self.views = _pick(scene, "val", options.calibration_views)
-        self.latency_rays = latency_batch(scene, options.latency_rays)
+        self.spec = MeasurementSpec(scene=source.scene, checkpoint_sha256=source.checkpoint_sha256,
+                                    views=tuple(self.views), scale=source.scale, width=scene.width,
+                                    height=scene.height, n_coarse=settings.n_coarse, n_fine=settings.n_fine,
+                                    calibration_rays=len(calibration), latency_rays=options.latency_rays)
+        self.latency_rays = latency_batch(scene, self.spec.latency_rays, self.spec.latency_seed)
         self.candidates: list[Candidate] = []
         self.bar = tqdm(desc="autocompress", unit="cand", disable=not progress)
         t = time.perf_counter()
@@ -217,25 +260,27 @@ class _Search:
         return self.stopped_early
 
     def _measure(self, cand: Candidate, pair: ModelPair) -> Candidate:
-        ev = evaluate(pair, self.scene, self.views, self.settings, progress=False, with_flip=False)
-        cand.psnr = ev.mean["psnr"]
+        """Quality and size (`nerf_eval.measure.quality`, without ꟻLIP: the search ranks on PSNR) and the
+        paired speed-up of one candidate, then its drop and feasibility against fp32."""
+        cand.record, _ = measure_quality(cand.name, pair, self.scene, self.views, self.settings, with_flip=False,
+                                         identity=self.spec.to_dict())
         ref = getattr(self, "reference", None)
-        cand.latency_s, cand.speedup, cand.speedup_spread = self._time(pair, None if ref is None else self.pair)
-        cand.size_bytes = serialized_size(pair)
+        timing = self._time(pair, None if ref is None else self.pair)
+        rec = cand.record
+        rec.latency_s, rec.reference_latency_s, rec.latency_rounds = timing.latency_s, timing.reference_latency_s, timing.rounds
+        rec.speedup, rec.speedup_spread = (1.0 if ref is None else timing.speedup), timing.spread
         ref = ref or cand
         cand.drop = ref.psnr - cand.psnr
         cand.size_ratio = cand.size_bytes / ref.size_bytes
         cand.feasible = cand.drop <= self.options.max_drop
         return cand
 
-    def _time(self, pair: ModelPair, reference: ModelPair | None) -> tuple[float, float, float]:
-        """Median render time of the latency batch, the speed-up over `reference` timed interleaved with
-        it (median of the per-round ratios), so that load from other processes, which changes over
-        minutes, cancels out of the ratio, and the ratios' interquartile range. Without a reference (fp32
-        itself) the pair is timed against itself and its speed-up is 1 by definition."""
-        t = time_render_pair(pair if reference is None else reference, pair, self.latency_rays, self.settings,
-                             PairedProtocol(rounds=self.options.repeats, warmup=1), name="candidate")
-        return t.latency_s, (1.0 if reference is None else t.speedup), t.spread
+    def _time(self, pair: ModelPair, reference: ModelPair | None) -> PairedTiming:
+        """The latency batch rendered by `pair` interleaved with `reference` (fp32), so that load from
+        other processes, which changes over minutes, cancels out of the speed-up (the median of the
+        per-round ratios). Without a reference (fp32 itself) the pair is timed against itself."""
+        return time_render_pair(pair if reference is None else reference, pair, self.latency_rays, self.settings,
+                                PairedProtocol(rounds=self.options.repeats, warmup=1), name="candidate")
 
     def add(self, cand: Candidate, build: Callable[[], ModelPair]) -> ModelPair | None:
         """Build and measure one candidate (a failure is recorded, not raised)."""
@@ -243,7 +288,8 @@ class _Search:
             pair = build()
             self._measure(cand, pair)
         except NerfEvalError as e:
-            cand.error, pair = str(e).splitlines()[0], None
+            cand.record = Record(cand.name, error=str(e).splitlines()[0], **self.spec.to_dict())
+            pair = None
         self.candidates.append(cand)
         self.bar.update(1)
         best = rank(self.candidates + [self.reference], self.options.objective)
@@ -261,10 +307,22 @@ def _pick(scene: Scene, split: str, n: int) -> list[int]:
     return views[::step][:n]
 
 
+@dataclass(frozen=True)
+class SpecSource:
+    """What the search's measurement spec names beyond what `search` is handed: the scene spec string,
+    the checkpoint's sha256 and the scale the scene was loaded at."""
+
+    scene: str = ""
+    checkpoint_sha256: str = ""
+    scale: float = 1.0
+
+
 def search(pair: ModelPair, scene: Scene, calibration: Rays, options: SearchOptions = SearchOptions(),
-           settings: RenderSettings = RenderSettings(), progress: bool = True) -> SearchResult:
-    """Search, rank and confirm (see the module docstring); `scene` should be at the resolution to judge."""
-    s = _Search(pair, scene, calibration, options, settings, progress)
+           settings: RenderSettings = RenderSettings(), progress: bool = True,
+           source: SpecSource = SpecSource()) -> SearchResult:
+    """Search, rank and confirm (see the module docstring); `scene` should be at the resolution to judge.
+    Every candidate's record names the search's `MeasurementSpec` (its calibration views, `source`)."""
+    s = _Search(pair, scene, calibration, options, settings, progress, source)
     rule = options.prune_rule
     pruner = parse_prune_spec(rule, "0")
     stats, scores = pruner.analyse(pair, calibration)
@@ -298,7 +356,7 @@ def search(pair: ModelPair, scene: Scene, calibration: Rays, options: SearchOpti
         c.pareto = True
     chosen, chosen_pair, confirm_views, fp32_psnr = _confirm(s, everything)
     return SearchResult(s.candidates, s.reference, chosen, chosen_pair, options, s.elapsed(), s.stopped_early,
-                        s.views, confirm_views, fp32_psnr)
+                        s.views, confirm_views, fp32_psnr, s.spec)
 
 
 def _accelerate_stage(s: _Search) -> None:

@@ -15,6 +15,7 @@ from nerf_eval.cli import main
 from nerf_eval.compress import get_compressor
 from nerf_eval.compress.saved import load_any
 from nerf_eval.errors import NerfEvalError
+from nerf_eval.measure.record import Record
 from nerf_eval.model import ModelPair, NeRFConfig
 from nerf_eval.render import RenderSettings
 from nerf_eval.scenes.blender import write_blender
@@ -65,7 +66,8 @@ def test_names():
 
 
 def _cand(name, psnr, lat, size, feasible=True):
-    return Candidate(name, "t", {}, {}, psnr=psnr, latency_s=lat, speedup=1 / lat, size_bytes=size, feasible=feasible)
+    return Candidate(name, "t", {}, {}, Record(name, psnr=psnr, latency_s=lat, speedup=1 / lat, size_bytes=size),
+                     feasible=feasible)
 
 
 def test_pareto_front_and_rank():

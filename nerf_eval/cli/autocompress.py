@@ -43,13 +43,15 @@ def run(args: argparse.Namespace) -> int:
     from nerf_eval.autocompress import (
         PRECISIONS,
         SearchOptions,
+        SpecSource,
         front_plot,
         markdown,
         search,
     )
     from nerf_eval.checkpoint import file_hash, load_checkpoint
     from nerf_eval.compress.saved import save_compressed
-    from nerf_eval.measure import calibration_batch
+    from nerf_eval.measure.batches import calibration_batch
+    from nerf_eval.measure.spec import portable
     from nerf_eval.render import RenderSettings
     from nerf_eval.report import atomic_directory, refuse_to_replace
     from nerf_eval.scenes import load_scene
@@ -81,14 +83,16 @@ def run(args: argparse.Namespace) -> int:
     pair = load_checkpoint(args.checkpoint)
     scene = load_scene(args.scene).rescaled(args.scale)
     calibration = calibration_batch(scene, args.calibration_rays)
-    result = search(pair, scene, calibration, options, RenderSettings(white_bkgd=scene.white_bkgd))
+    source = SpecSource(scene=portable(args.scene, Path.cwd()), checkpoint_sha256=file_hash(args.checkpoint),
+                        scale=args.scale)
+    result = search(pair, scene, calibration, options, RenderSettings(white_bkgd=scene.white_bkgd), source=source)
     with atomic_directory(out, args.force) as tmp:
         (tmp / "search.md").write_text(markdown(result))
         (tmp / "search.json").write_text(json.dumps(result.to_dict(), indent=1, default=float))
         front_plot(result, tmp / "front.png")
         if result.chosen is not None:
             save_compressed(tmp / "model.pt", result.pair, result.chosen.name,
-                            source={"checkpoint": str(args.checkpoint), "sha256": file_hash(args.checkpoint),
+                            source={"checkpoint": str(args.checkpoint), "sha256": source.checkpoint_sha256,
                                     "scene": str(args.scene), "calibration_rays": args.calibration_rays, "seed": 0,
                                     "autocompress": {"max_drop": args.max_drop, "objective": args.objective,
                                                      "confirmed_drop": result.chosen.confirmed_drop}})
