@@ -16,6 +16,8 @@ import torch
 from nerf_eval.checkpoint import file_hash, load_checkpoint
 from nerf_eval.evaluate import evaluate
 from nerf_eval.hardware import cpu_name
+from nerf_eval.measure.quality import measure_quality
+from nerf_eval.measure.spec import MeasurementSpec, portable
 from nerf_eval.model import count_parameters
 from nerf_eval.render import RenderSettings
 from nerf_eval.scenes import load_scene
@@ -64,6 +66,9 @@ def build_card(checkpoint: str | Path, scene_spec: str, command: str, views: lis
                scale: float = 1.0, notes: str = "") -> dict:
     """Measure a checkpoint on the held-out test split at `scale` and return the card as a dict.
 
+    The test figures are a `nerf_eval.measure` Record (`test.record`, the record report rows and the
+    plugin's records are, under a MeasurementSpec with no calibration or latency batch: a card neither
+    compresses nor times); `test.mean` and `test.per_view` hold the same figures as earlier cards did.
     `notes` holds what a reader must know and the numbers cannot say (known limitations, how the
     recipe was chosen); it is printed under its own heading.
     """
@@ -72,12 +77,17 @@ def build_card(checkpoint: str | Path, scene_spec: str, command: str, views: lis
     full = load_scene(scene_spec)
     scene = full.rescaled(scale)
     idx = scene.subset("test", views)
-    ev = evaluate(pair, scene, idx, RenderSettings(), progress=True)
+    settings = RenderSettings()
+    sha256 = file_hash(checkpoint)
+    spec = MeasurementSpec(scene=portable(scene_spec, Path.cwd()), checkpoint_sha256=sha256, views=tuple(idx),
+                           scale=scale, width=scene.width, height=scene.height, n_coarse=settings.n_coarse,
+                           n_fine=settings.n_fine, calibration_rays=0, latency_rays=0)
+    record, ev = measure_quality(checkpoint.name, pair, scene, idx, settings, identity=spec.to_dict())
     meta = pair.meta
     history = meta.get("history", [])
     return {
         "checkpoint": checkpoint.name,
-        "sha256": file_hash(checkpoint),
+        "sha256": sha256,
         "scene": scene_spec,
         "source": scene.source,
         "splits": {k: list(v) for k, v in scene.splits.items()},
@@ -91,7 +101,8 @@ def build_card(checkpoint: str | Path, scene_spec: str, command: str, views: lis
         "final_train_psnr": next((h["train_psnr"] for h in reversed(history) if "train_psnr" in h), None),
         "parameters": {n: count_parameters(m) for n, m in pair.networks().items()},
         "config": pair.config.to_dict(),
-        "test": {"views": idx, "samples": "64+128", "mean": ev.mean, "per_view": ev.per_view},
+        "test": {"views": idx, "samples": f"{settings.n_coarse}+{settings.n_fine}", "mean": ev.mean,
+                 "per_view": ev.per_view, "record": record.to_dict()},
         "quick_check": quick_check(checkpoint, scene_spec, quick_scale(full.width, full.height)),
         "machine": f"{cpu_name()}, torch {torch.__version__}, "
                    f"{torch.get_num_threads()} threads",
