@@ -22,7 +22,7 @@ from nerf_eval.compress.finetune import finetune
 from nerf_eval.errors import first_line
 from nerf_eval.evaluate import ViewRender
 from nerf_eval.measure.latency import PairedProtocol, PairedTiming
-from nerf_eval.measure.quality import depth_change, measure_quality
+from nerf_eval.measure.quality import add_depth_change, measure_quality
 from nerf_eval.measure.record import Record
 from nerf_eval.measure.render_latency import time_render_pair
 from nerf_eval.measure.spec import MeasurementSpec
@@ -87,9 +87,8 @@ def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[in
     def fresh(res: Record) -> Record:
         res.baseline_time_s = base.render_time_s  # baseline_latency_s: fp32 in the rounds paired with the row
         if res.name in renders:
-            res.depth_change, per_view = depth_change(renders[res.name], base_renders)
-            for row, d in zip(res.per_view, per_view):
-                row["depth_change"] = d
+            ref = {r.index: r.depth for r in base_renders}
+            add_depth_change(res, [r.depth for r in renders[res.name]], [ref.get(r.index) for r in renders[res.name]])
         return res
 
     fresh(base)

@@ -521,3 +521,61 @@ def test_latency_is_timed_interleaved_with_fp32_whatever_fixtures_the_test_uses(
     suite.makepyfile(test_paired=PAIRED_MODULE)
     result = suite.runpytest("--nerf-compressors=fp32", "--nerf-latency-rounds=3")
     result.assert_outcomes(passed=2)
+
+
+IDENTICAL_FIELDS = ("psnr", "ssim", "flip", "worst_psnr", "worst_view", "sharpness", "depth_error", "size_bytes",
+                    "size_fine_bytes", "params", "views", "per_view", "scene", "checkpoint_sha256", "settings",
+                    "spec_sha256")
+
+
+def test_report_and_plugin_write_identical_int8_figures_for_the_same_settings(suite, tiny):
+    """`nerf-eval report --compressors int8-ptq-both` and the plugin with --nerf-report-dir, at the same
+    views, scale, samples and calibration rays, measure through one core: the same calibration batch,
+    the same compressed model, the same figures, bit for bit, and the same measurement spec."""
+    from nerf_eval.cli import main
+
+    suite.makepyfile(test_measure=MEASURE_ONLY_MODULE)
+    suite.runpytest("--nerf-compressors=int8-ptq-both", "--nerf-views=0,", "--nerf-report-dir=plugin",
+                    "-p", "no:benchmark").assert_outcomes(passed=1)
+    rows = json.loads((suite.path / "plugin" / "results.json").read_text())["rows"]
+    (plugin,) = [row for row in rows if row["name"] == "int8-ptq-both"]
+    assert main(["report", "--checkpoint", str(tiny["checkpoint"]), "--scene", str(tiny["scene"]),
+                 "--compressors", "int8-ptq-both", "--views", "0", "--scale", "1", "--n-coarse", "8", "--n-fine", "8",
+                 "--calibration-rays", "64", "--latency-rays", "32", "--repeats", "1",
+                 "--out", str(suite.path / "cli")]) == 0
+    report = {row["name"]: row for row in json.loads((suite.path / "cli" / "results.json").read_text())["results"]}
+    for ours, theirs in ((plugin["record"], report["int8-ptq-both"]), (plugin["baseline"], report["fp32"])):
+        assert {k: ours.get(k) for k in IDENTICAL_FIELDS} == {k: theirs.get(k) for k in IDENTICAL_FIELDS}
+        assert ours["psnr"] is not None and ours["size_bytes"] > 0
+    settings = plugin["record"]["settings"]
+    assert (settings["calibration_rays"], settings["calibration_seed"]) == (64, 0)
+    assert plugin["record"]["psnr"] < plugin["baseline"]["psnr"]  # int8 was applied, not skipped
+
+
+OLD_RECORD_FIELDS = ("name", "target", "scene", "checkpoint", "checkpoint_sha256", "settings", "psnr", "ssim", "flip",
+                     "worst_psnr", "worst_view", "depth_error", "sharpness", "size_bytes", "latency_s", "speedup",
+                     "speedup_spread", "reference_latency_s")
+
+
+def test_a_run_saved_by_the_plugin_before_measurement_specs_still_compares(suite):
+    """Saved runs written before records named a MeasurementSpec (four settings, no spec_sha256) are
+    compared on what they hold: a matching one passes, a better one fails the run."""
+    suite.makepyfile(test_bench=BENCHMARK_MODULE, test_measure=MEASURE_ONLY_MODULE)
+    args = ["--nerf-compressors=fp32", *IGNORE_BENCHMARK_WARNINGS]
+    suite.runpytest(*args, "--benchmark-autosave").assert_outcomes(passed=2)
+    (saved,) = suite.path.glob(".benchmarks/*/0001_*.json")
+    data = json.loads(saved.read_text())
+
+    def old(record: dict) -> dict:
+        out = {k: record[k] for k in OLD_RECORD_FIELDS}
+        out["settings"] = {k: record["settings"][k] for k in ("views", "height", "width", "samples")}
+        return out
+
+    for bench in data["benchmarks"]:
+        bench["extra_info"]["nerfcompress"] = old(bench["extra_info"]["nerfcompress"])
+    for entry in data["nerfcompress"]["records"]:
+        entry["record"] = old(entry["record"])
+    saved.write_text(json.dumps(data))
+    suite.runpytest(*args, "--benchmark-compare", "--nerf-missing-baseline=fail").assert_outcomes(passed=2)
+    raise_saved_psnr(saved, 1.0)
+    suite.runpytest(*args, "--benchmark-compare", "--nerf-missing-baseline=fail").assert_outcomes(failed=2)

@@ -43,19 +43,36 @@ def record_from_metrics(name: str, pair: ModelPair, mean: Mapping, per_view: Seq
 
 def measure_quality(name: str, pair: ModelPair, scene: Scene, views: Sequence[int],
                     settings: RenderSettings = RenderSettings(), with_flip: bool = True,
-                    **fields) -> tuple[Record, Evaluation]:
+                    identity: Mapping | None = None) -> tuple[Record, Evaluation]:
     """Render `views` of `scene` with `pair`, measure them and size the pair; `render_time_s` is the
-    wall time of that pass. Returns the record and the evaluation (its renders included)."""
+    wall time of that pass. `identity` holds record fields saying what was measured (a
+    `MeasurementSpec.to_dict()`, a target name). Returns the record and the evaluation (its renders
+    included)."""
     t0 = time.perf_counter()
     ev = evaluate(pair, scene, list(views), settings, progress=False, with_flip=with_flip)
-    fields.setdefault("render_time_s", time.perf_counter() - t0)
-    return record_from_metrics(name, pair, ev.mean, ev.per_view, ev.views, **fields), ev
+    seconds = time.perf_counter() - t0
+    return record_from_metrics(name, pair, ev.mean, ev.per_view, ev.views, render_time_s=seconds,
+                               **dict(identity or {})), ev
+
+
+def depth_changes(depths: Sequence, references: Sequence) -> tuple[float, list[float]]:
+    """Mean |depth - reference depth| per view (torch tensors; NaN where a view has no reference) and
+    their mean over the views that have one."""
+    per_view = [float((d - r).abs().mean()) if r is not None else float("nan") for d, r in zip(depths, references)]
+    known = [d for d in per_view if d == d]
+    return (sum(known) / len(known) if known else float("nan")), per_view
 
 
 def depth_change(renders: list[ViewRender], reference: list[ViewRender]) -> tuple[float, list[float]]:
     """Mean |depth - reference depth| over all pixels of the views both rendered, and per view (in the
     order of `renders`; NaN for a view the reference lacks)."""
     ref = {r.index: r.depth for r in reference}
-    per_view = [float((r.depth - ref[r.index]).abs().mean()) if r.index in ref else float("nan") for r in renders]
-    known = [d for d in per_view if d == d]
-    return (sum(known) / len(known) if known else float("nan")), per_view
+    return depth_changes([r.depth for r in renders], [ref.get(r.index) for r in renders])
+
+
+def add_depth_change(record: Record, depths: Sequence, references: Sequence) -> Record:
+    """Fill `record.depth_change` and each per-view row's from the depths of its views and fp32's."""
+    record.depth_change, per_view = depth_changes(depths, references)
+    for row, d in zip(record.per_view, per_view):
+        row["depth_change"] = d
+    return record

@@ -30,7 +30,7 @@ from nerf_eval.measure.batches import calibration_batch, latency_batch
 from nerf_eval.measure.cache import EvalCache, digest, model_fingerprint, tensors_fingerprint, write_npz
 from nerf_eval.measure.latency import PairedProtocol, PairedTiming
 from nerf_eval.measure.provenance import check_card, check_scene
-from nerf_eval.measure.quality import record_from_metrics
+from nerf_eval.measure.quality import add_depth_change, record_from_metrics
 from nerf_eval.measure.record import Record
 from nerf_eval.measure.render_latency import render_batch, time_render_pair
 from nerf_eval.measure.spec import MeasurementSpec, parse_views, portable
@@ -285,31 +285,39 @@ class Workbench:
         return CompressedModel(name, out.eval(), compressor, gates, seconds)
 
     def record(self, name: str, pair: ModelPair) -> Record:
-        """Quality on the evaluated views and size of `pair` (rendered once, then cached), with the spec
-        it was measured on."""
+        """Quality on the evaluated views, depth change against fp32 and size of `pair` (rendered once,
+        then cached), with the spec it was measured on."""
         spec = self.spec
-        key = digest({"spec": spec.fingerprint, "scene": self.scene_fingerprint, "model": model_fingerprint(pair)})
-        hit = self.cache.get(key)
-        if hit is None:
-            try:
-                ev = evaluate(self.on_device(pair), self.scene, self.views, self.settings, progress=False)
-            except NerfEvalError:
-                raise
-            except Exception as e:  # a compressed network that breaks inside the renderer
-                raise CompressorError(f"{name}: rendering failed: {type(e).__name__}: {first_line(e)[:300]}") from None
-            arrays = {"rgb": np.stack([r.rgb.numpy() for r in ev.renders]),
-                      "depth": np.stack([r.depth.numpy() for r in ev.renders]),
-                      "acc": np.stack([r.acc.numpy() for r in ev.renders])}
-            metrics = {"mean": dict(ev.mean), "per_view": ev.per_view}
-            self.cache.put(key, metrics, arrays)
-            hit = (metrics, arrays)
-        metrics, arrays = hit
+        metrics, arrays = self._evaluation(name, pair)
         if self.options.report_dir is not None:
             self._write_renders(name, arrays)
-        return record_from_metrics(
+        rec = record_from_metrics(
             name, pair, metrics["mean"], metrics["per_view"], self.views, target=self.target.name,
             scene=spec.scene, checkpoint=portable(self.target.checkpoint, self.root),
             checkpoint_sha256=spec.checkpoint_sha256, settings=spec.settings(), spec_sha256=spec.fingerprint)
+        reference = arrays if pair is self.pair else self._evaluation(REFERENCE, self.pair)[1]
+        return add_depth_change(rec, [torch.from_numpy(d) for d in arrays["depth"]],
+                                [torch.from_numpy(d) for d in reference["depth"]])
+
+    def _evaluation(self, name: str, pair: ModelPair) -> tuple[dict, dict[str, np.ndarray]]:
+        """Metrics (means and per view) and renders (rgb, depth, acc) of `pair` on the evaluated views,
+        from the cache or rendered now."""
+        key = digest({"spec": self.spec.fingerprint, "scene": self.scene_fingerprint, "model": model_fingerprint(pair)})
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        try:
+            ev = evaluate(self.on_device(pair), self.scene, self.views, self.settings, progress=False)
+        except NerfEvalError:
+            raise
+        except Exception as e:  # a compressed network that breaks inside the renderer
+            raise CompressorError(f"{name}: rendering failed: {type(e).__name__}: {first_line(e)[:300]}") from None
+        arrays = {"rgb": np.stack([r.rgb.numpy() for r in ev.renders]),
+                  "depth": np.stack([r.depth.numpy() for r in ev.renders]),
+                  "acc": np.stack([r.acc.numpy() for r in ev.renders])}
+        metrics = {"mean": dict(ev.mean), "per_view": ev.per_view}
+        self.cache.put(key, metrics, arrays)
+        return metrics, arrays
 
     def _write_renders(self, name: str, arrays: dict[str, np.ndarray]) -> None:
         out = Path(self.options.report_dir) / "renders" / safe_filename(self.target.name)
