@@ -79,7 +79,9 @@ def legacy_spec_document(settings: dict) -> dict:
         if key in settings:
             out[key] = settings[key]
     out["latency_seed"] = LATENCY_SEED if settings.get("latency_batch") == "seeded test rays" else "first rays of one view"
-    return {"scene": settings.get("scene"), "checkpoint_sha256": settings.get("sha256"), "settings": out}
+    scene = settings.get("scene")
+    return {"scene": portable(scene, Path.cwd()) if scene is not None else None,
+            "checkpoint_sha256": settings.get("sha256"), "settings": out}
 
 
 def _earlier_rows(report_dir: Path, meta: dict, spec: MeasurementSpec) -> list:
