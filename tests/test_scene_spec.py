@@ -92,3 +92,15 @@ def test_spherify_needs_ndc_off(tmp_path):
     write_llff(tmp_path, inward_poses(4, np.zeros(3), 2.0))
     with pytest.raises(SceneError, match="spherify .* renders without NDC; add ndc=false"):
         load_scene(f"{tmp_path}:spherify=1")
+
+
+@pytest.mark.parametrize("kind, label", [("llff", "LLFF"), ("blender", "Blender"), ("npz", ".npz"),
+                                         ("builtin", "built-in")])
+def test_the_scene_help_names_every_loader_setting(kind, label):
+    import re
+
+    from nerf_eval.cli.arguments import SCENE_HELP
+    from nerf_eval.scenes import SceneSpec, _setting_types
+
+    listed = re.search(re.escape(label) + r": ([^;)]*)", SCENE_HELP).group(1)
+    assert set(_setting_types(SceneSpec(kind, "x").loader())) <= {s.strip() for s in listed.split(",")}

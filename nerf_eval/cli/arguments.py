@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     import torch
 
 SCENE_HELP = ("built-in name, Blender/LLFF directory or .npz, optionally with loader settings after a colon, "
-              "e.g. DIR:factor=4,llffhold=8,ndc=false (LLFF: factor, llffhold, ndc, recenter, bd_factor, spherify; "
-              "Blender: white_bkgd, half_res, near, far; .npz: near, far, white_bkgd; built-in: seed, size)")
+              "e.g. DIR:factor=4,llffhold=8,ndc=false (LLFF: factor, llffhold, ndc, recenter, bd_factor, spherify, "
+              "val; Blender: white_bkgd, half_res, near, far; .npz: near, far, white_bkgd; built-in: seed, size)")
 
 
 def check_out_dir(out: Path, force: bool) -> None:
