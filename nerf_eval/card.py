@@ -42,7 +42,8 @@ def quick_check(checkpoint: str | Path, scene_spec: str, scale: float | None = N
     full = load_scene(scene_spec)
     scale = quick_scale(full.width, full.height) if scale is None else scale
     scene = full.rescaled(scale)
-    ev = evaluate(pair, scene, scene.subset("test", QUICK_VIEWS), RenderSettings(), progress=False, with_flip=False)
+    ev = evaluate(pair, scene, scene.subset("test", QUICK_VIEWS), RenderSettings(white_bkgd=scene.white_bkgd),
+                  progress=False, with_flip=False)
     return {"views": QUICK_VIEWS, "scale": scale, "psnr": ev.mean["psnr"], "ssim": ev.mean["ssim"]}
 
 
@@ -77,7 +78,7 @@ def build_card(checkpoint: str | Path, scene_spec: str, command: str, views: lis
     full = load_scene(scene_spec)
     scene = full.rescaled(scale)
     idx = scene.subset("test", views)
-    settings = RenderSettings()
+    settings = RenderSettings(white_bkgd=scene.white_bkgd)  # as evaluate and report render it
     sha256 = file_hash(checkpoint)
     spec = MeasurementSpec(scene=portable(scene_spec, Path.cwd()), checkpoint_sha256=sha256, views=tuple(idx),
                            scale=scale, width=scene.width, height=scene.height, n_coarse=settings.n_coarse,

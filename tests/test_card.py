@@ -40,3 +40,18 @@ def test_card_records_scale_splits_per_view_metrics_and_notes(tmp_path, capsys):
 def test_card_refuses_a_scale_out_of_range_before_measuring(tmp_path, capsys):
     assert main(["card", str(tmp_path), "--scene", "object", "--command", "x", "--scale", "0"]) == 2
     assert "--scale" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("white", ["true", "false"])
+def test_card_figures_are_what_evaluate_measures_on_either_background(tmp_path, capsys, white):
+    paths = write_tiny_target(tmp_path, size=16)
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(paths["checkpoint"], run / "checkpoint.pt")
+    scene = f"{paths['scene']}:white_bkgd={white}"
+    assert main(["card", str(run), "--scene", scene, "--command", "c", "--scale", "0.5", "--views", "0,1"]) == 0
+    card = json.loads((run / "model_card.json").read_text())
+    assert main(["evaluate", "--checkpoint", str(run / "checkpoint.pt"), "--scene", scene, "--scale", "0.5",
+                 "--views", "0,1", "--no-flip", "--json", str(tmp_path / "eval.json")]) == 0
+    measured = json.loads((tmp_path / "eval.json").read_text())
+    assert card["test"]["mean"]["psnr"] == pytest.approx(measured["mean"]["psnr"], abs=1e-6)

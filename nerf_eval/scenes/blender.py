@@ -145,14 +145,18 @@ def _read_depth(dpath: Path, shape: tuple[int, ...]) -> np.ndarray:
     return depth
 
 
-def load_blender(root: str | Path, white_bkgd: bool = True, half_res: bool = False,
+def load_blender(root: str | Path, white_bkgd: bool | None = None, half_res: bool = False,
                  near: float | None = None, far: float | None = None) -> Scene:
     """Load a Blender-layout scene directory (all three splits that exist; train is required).
 
     Every value is checked (types, finiteness, ranges), so a malformed file gives a one-line SceneError
-    naming it, never a Python traceback or a silently meaningless scene.
+    naming it, never a Python traceback or a silently meaningless scene. `white_bkgd` composites RGBA
+    images on white (True) or black; None takes the scene's own `white_background` field where its
+    transforms file has one, else white (the Blender scenes' convention). A value given wins over the file.
     """
     root = Path(root)
+    explicit_bkgd = white_bkgd is not None
+    white_bkgd = True if white_bkgd is None else bool(white_bkgd)
     if not root.is_dir():
         raise SceneError(f"{root}: scene directory not found")
     if not (root / "transforms_train.json").exists():
@@ -179,7 +183,8 @@ def load_blender(root: str | Path, white_bkgd: bool = True, half_res: bool = Fal
             wb = meta["white_background"]
             if not isinstance(wb, bool) and wb not in (0, 1):
                 raise SceneError(f"{jpath}: 'white_background' is {json.dumps(wb)[:40]}, expected true or false")
-            white_bkgd = bool(wb)
+            if not explicit_bkgd:
+                white_bkgd = bool(wb)
         frames = meta["frames"]
         if not isinstance(frames, list):
             raise SceneError(f"{jpath}: 'frames' is a {type(frames).__name__}, expected a list of frames")
