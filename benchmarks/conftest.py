@@ -15,6 +15,8 @@ import pytest
 import torch
 
 import pytest_nerfcompress
+from nerf_eval.compress import REGISTRY, CompressorSpec
+from nerf_eval.errors import CompressorError
 
 ROOT = Path(__file__).resolve().parents[1]
 # Benchmarks use every core (the root conftest keeps unit tests at one thread); NERF_BENCH_THREADS overrides.
@@ -54,6 +56,16 @@ def known_failures(target: pytest_nerfcompress.Target) -> dict[str, str]:
     return KNOWN_FAILURES.get(target.name, {})
 
 
+def base_of(name: str) -> str:
+    """The registered base name of a one-stage compressor name (a sweep's points share it); a composition,
+    or a name only a conftest registers, is its own key."""
+    try:
+        spec = REGISTRY.parse(name)
+    except CompressorError:
+        return name
+    return spec.base if isinstance(spec, CompressorSpec) else name
+
+
 def _explicit_target(config: pytest.Config) -> bool:
     return any(config.getoption(opt) or config.getini(opt) for opt in ("nerf_scene", "nerf_checkpoint"))
 
@@ -69,7 +81,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     of a parameter sweep on `object` (see HEADLINE)."""
     if _explicit_target(config) or config.getoption("nerf_compressors") or config.getini("nerf_compressors"):
         return
-    headline_of = {name.split(":")[0]: name for name in HEADLINE}
+    headline_of = {base_of(name): name for name in HEADLINE}
     keep, drop = [], []
     for item in items:
         params = item.callspec.params if hasattr(item, "callspec") else {}
@@ -79,7 +91,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         elif target not in (None, "object"):
             extra = choice.name not in HEADLINE
         else:  # a sweep (prune-activation at 0.15/0.3/0.5/0.85) runs at its headline point only
-            extra = headline_of.get(choice.name.split(":")[0], choice.name) != choice.name
+            extra = headline_of.get(base_of(choice.name), choice.name) != choice.name
         (drop if extra else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)

@@ -1,9 +1,10 @@
 """Automatic compression to a quality budget: search compositions, keep the Pareto front, confirm, pick.
 
-The search space is what the registry offers, composed: a pruning ratio per network (the OBS rule with
-least-squares repair, `prune-activation-obs:R:coarse=Rc`), then a precision per network (fp32, bf16 or
-static int8: `int8-ptq-fine+bf16:coarse`, ...) or per layer (`mixed:F`, the activation-aware search),
-then an accelerator (`...+occupancy`).
+The search space is what the registry offers, composed from what compressors declare (their search role
+and the search values of their parameters: the pruning ratios, the `mixed` budgets, the accelerators): a
+pruning ratio per network (the OBS rule with least-squares repair, `prune-activation-obs:R:coarse=Rc`),
+then a precision per network (fp32, bf16 or static int8: `int8-ptq-fine+bf16:coarse`, ...) or per layer
+(`mixed:F`, the activation-aware search), then an accelerator (`...+occupancy`).
 Every candidate therefore has a registry name that rebuilds it exactly.
 
 1. Quality is the PSNR on *calibration views* (the scene's val split, never the test views), against
@@ -35,10 +36,10 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
-from nerf_eval.compress import get_compressor
+from nerf_eval.compress import REGISTRY, CompressorSpec, get_compressor
 from nerf_eval.compress.cast import DTYPES, cast_network
-from nerf_eval.compress.prune import NAMES as PRUNE_NAMES
-from nerf_eval.compress.prune import check_ratio, parse_prune_spec
+from nerf_eval.compress.params import SEPARATOR
+from nerf_eval.compress.prune import prune_params
 from nerf_eval.compress.quantize import static_int8_pair
 from nerf_eval.errors import NerfEvalError
 from nerf_eval.evaluate import evaluate
@@ -64,12 +65,12 @@ class SearchOptions:
     max_drop: float = 0.3
     objective: str = "speed"
     budget_s: float = 20 * 60
-    ratios: tuple[float, ...] = (0.0, 0.15, 0.3, 0.5)
+    ratios: tuple[float, ...] | None = None  # None: the pruning rule's declared search axis (0, 0.15, 0.3, 0.5)
     prune_rule: str = "prune-activation-obs"
     precisions: tuple[str, ...] = PRECISIONS
-    mixed_budgets: tuple[float, ...] = (40.0,)
+    mixed_budgets: tuple[float, ...] | None = None  # None: the `mixed` budget's declared search axis (40)
     stage2_points: int = 4
-    accelerators: tuple[str, ...] = ("occupancy",)
+    accelerators: tuple[str, ...] | None = None  # None: the compressors declaring the accelerator role
     accelerate_points: int = 2
     confirm_tries: int = 3
     calibration_views: int = 2
@@ -84,11 +85,19 @@ class SearchOptions:
             raise NerfEvalError(f"autocompress: unknown objective {self.objective!r}; choose one of {OBJECTIVES}")
         if not self.budget_s > 0:
             raise NerfEvalError(f"autocompress: the time budget must be positive, got {self.budget_s} s")
-        if self.prune_rule not in PRUNE_NAMES:
+        rules = REGISTRY.search("prune")
+        if self.prune_rule not in rules:
             raise NerfEvalError(f"autocompress: {self.prune_rule!r} is not a pruning compressor; "
-                                f"choose from {', '.join(PRUNE_NAMES)}")
-        for r in self.ratios:
-            check_ratio(r, "autocompress")
+                                f"choose from {', '.join(rules)}")
+        ratio = REGISTRY.spec(self.prune_rule).param("ratio")
+        if self.ratios is None:
+            object.__setattr__(self, "ratios", tuple(ratio.search))
+        object.__setattr__(self, "ratios", tuple(ratio.check(r, "autocompress") for r in self.ratios))
+        if self.mixed_budgets is None:
+            object.__setattr__(self, "mixed_budgets", tuple(v for base in REGISTRY.search("mixed")
+                                                            for v in REGISTRY.spec(base).param("budget").search))
+        if self.accelerators is None:
+            object.__setattr__(self, "accelerators", tuple(REGISTRY.search("accelerator")))
         unknown = set(self.precisions) - set(PRECISIONS)
         if unknown:
             raise NerfEvalError(f"autocompress: unknown precisions {sorted(unknown)}; choose from {PRECISIONS}")
@@ -184,30 +193,38 @@ class SearchResult:
                 "candidates": [c.to_dict() for c in self.candidates]}
 
 
+def _prune_spec(rule: str) -> CompressorSpec:
+    """The bare spec of pruning rule `rule` (one not registered is named with the built-in pruning parameters)."""
+    return REGISTRY.spec(rule) if rule in REGISTRY.search("prune") else CompressorSpec(rule, (), prune_params(rule))
+
+
 def prune_name(rule: str, ratios: dict[str, float]) -> str | None:
-    """Registry name of a per-network pruning (None when nothing is pruned)."""
+    """Registry name of a per-network pruning (None when nothing is pruned): the fine network's ratio as the
+    rule's ratio, the coarse one as its `coarse` parameter where they differ."""
     rc, rf = ratios.get("coarse", 0.0), ratios.get("fine", 0.0)
     if rc == 0.0 and rf == 0.0:
         return None
-    return f"{rule}:{rf:g}" if rc == rf else f"{rule}:{rf:g}:coarse={rc:g}"
+    return str(_prune_spec(rule).replace(ratio=rf, coarse=None if rc == rf else rc))
 
 
 def precision_name(precision: dict[str, str]) -> list[str]:
     """Registry stages of a per-network precision: int8 first (it needs float inputs), then the casts."""
     stages = []
-    for kind, stage in (("int8", "int8-ptq-{}"), ("bf16", "bf16:{}")):
+    for kind in ("int8", "bf16"):
         nets = [n for n in NETWORKS if precision.get(n) == kind]
         if nets:
             which = "both" if len(nets) == 2 else nets[0]
-            stages.append(stage.format(which) if kind == "int8" else ("bf16" if which == "both" else
-                                                                      stage.format(which)))
+            if kind == "int8":
+                stages.append(str(REGISTRY.spec(f"int8-ptq-{which}")))
+            else:
+                stages.append(str(REGISTRY.spec("bf16", network=None if which == "both" else which)))
     return stages
 
 
 def candidate_name(rule: str, ratios: dict[str, float], precision: dict[str, str] | str) -> str:
     parts = [p for p in [prune_name(rule, ratios)] if p]
     parts += [precision] if isinstance(precision, str) else precision_name(precision)
-    return "+".join(parts) or "fp32"
+    return SEPARATOR.join(parts) or "fp32"
 
 
 def pareto_front(cands: list[Candidate]) -> list[Candidate]:
@@ -324,7 +341,7 @@ def search(pair: ModelPair, scene: Scene, calibration: Rays, options: SearchOpti
     Every candidate's record names the search's `MeasurementSpec` (its calibration views, `source`)."""
     s = _Search(pair, scene, calibration, options, settings, progress, source)
     rule = options.prune_rule
-    pruner = parse_prune_spec(rule, "0")
+    pruner = get_compressor(REGISTRY.spec(rule, ratio=0.0))
     stats, scores = pruner.analyse(pair, calibration)
     pruned: dict[tuple[float, float], tuple[Candidate, ModelPair]] = {(0.0, 0.0): (s.reference, pair)}
     _precision_stage(s, s.reference, pair)  # first: under a short budget, int8/bf16 alone are measured
@@ -346,7 +363,7 @@ def search(pair: ModelPair, scene: Scene, calibration: Rays, options: SearchOpti
         for base, base_pair in [(s.reference, pair)] + points[:1]:
             if s.out_of_time():
                 break
-            spec = f"mixed:{budget:g}"
+            spec = str(REGISTRY.spec("mixed", budget=budget))
             s.add(Candidate(candidate_name(rule, base.ratios, spec), "mixed", dict(base.ratios), spec),
                   lambda p=base_pair, sp=spec: get_compressor(sp).compress(p, calibration))
     _accelerate_stage(s)
@@ -367,7 +384,7 @@ def _accelerate_stage(s: _Search) -> None:
         for accelerator in s.options.accelerators:
             if s.out_of_time():
                 return
-            name = accelerator if base is s.reference else f"{base.name}+{accelerator}"
+            name = accelerator if base is s.reference else SEPARATOR.join((base.name, accelerator))
             s.add(Candidate(name, "accelerate", dict(base.ratios), base.precision),
                   lambda n=name: get_compressor(n).compress(s.pair, s.calibration))
 

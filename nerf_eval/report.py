@@ -98,18 +98,36 @@ def reference_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+FINETUNED_SEPARATOR = ", "  # a fine-tuned row is labelled "NAME, fine-tuned N steps" (experiment.finetuned_name)
+
+
 def series_of(name: str) -> tuple[str, float] | None:
     """('prune-activation', 0.3) for 'prune-activation:0.3' and ('prune-activation, fine-tuned 100 steps',
-    0.3) for its fine-tuned row: a compressor swept over one numeric parameter; None for other names."""
-    head, sep, rest = name.partition(", ")
-    base, colon, value = head.rpartition(":")
-    if not colon:
-        return None
+    0.3) for its fine-tuned row: a compressor swept over one numeric parameter (its only parameter given is
+    a positional number); None for other names and compositions. A name the registry does not know (a
+    report's row of a compressor not installed here) is read as a base name and one positional number."""
+    from nerf_eval.compress import REGISTRY, CompressorSpec, Param
+    from nerf_eval.compress.params import parse_spec
+    from nerf_eval.errors import CompressorError
+
+    def params_of(base: str) -> tuple[Param, ...]:
+        try:
+            return REGISTRY.params_of(base)
+        except CompressorError:
+            return (Param("value", float, positional=True),)
+
+    head, sep, rest = name.partition(FINETUNED_SEPARATOR)  # the row label of a fine-tuned variant
     try:
-        x = float(value)
-    except ValueError:
+        spec = parse_spec(head, params_of)
+    except CompressorError:
         return None
-    return (base + sep + rest, x)
+    if not isinstance(spec, CompressorSpec) or len(spec.given) != 1:
+        return None
+    (key, value), = spec.given
+    param = spec.param(key)
+    if not param.positional or param.type not in (int, float):
+        return None
+    return (spec.base + sep + rest, float(value))
 
 
 def tradeoff_plot(rows: list[dict], path: Path, time_key: str = "render_time_s") -> None:

@@ -1,16 +1,14 @@
-"""The compressors a session runs: nerf_eval's registry plus the three ways users add their own.
+"""The compressors a session runs: nerf_eval's registry, with the installed packages' entry points
+(`nerf_eval.compress.discovery`, as for the CLI), plus the two pytest ways users add their own:
 
 1. `@pytest_nerfcompress.compressor(...)` in a conftest.py (a function, Compressor or fixture);
-2. the hook `pytest_nerfcompress_register(registry, config)` in a conftest or plugin;
-3. the entry-point group `nerfcompress.compressors` of an installed package, whose objects are a
-   Compressor (or a Compressor class), or a function taking the registry.
+2. the hook `pytest_nerfcompress_register(registry, config)` in a conftest or plugin.
 The global `nerf_eval.compress.REGISTRY` is never modified: each session works on a copy.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib.metadata
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +22,6 @@ from nerf_eval.model import ModelPair
 from nerf_eval.render import Rays
 from pytest_nerfcompress.declare import declarations, fixture_name
 
-ENTRY_POINT_GROUP = "nerfcompress.compressors"
 SKIPPED_MODULES = ("_pytest.", "pytest_nerfcompress.", "pluggy", "xdist.", "pytest_benchmark.")
 
 
@@ -53,36 +50,11 @@ def as_compressor(name: str, value: Any, gates: Mapping[str, float], where: str)
                           "(pair, calibration) -> ModelPair")
 
 
-def install(registry: Registry, obj: Any, origin: str) -> None:
-    """Add an entry point's object: a Compressor, a Compressor class, or a function(registry)."""
-    if isinstance(obj, type) and isinstance(obj, Compressor):
-        obj = obj()
-    if isinstance(obj, Compressor):
-        registry.add(obj)
-    elif callable(obj):
-        obj(registry)
-    else:
-        raise CompressorError(f"{origin}: {type(obj).__name__} is neither a Compressor nor a function "
-                              "taking the registry")
-
-
-def load_entry_points(registry: Registry) -> None:
-    """Install every object of the `nerfcompress.compressors` entry-point group."""
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        origin = f"entry point {ep.name!r} ({ep.value}) in group {ENTRY_POINT_GROUP}"
-        try:
-            install(registry, ep.load(), origin)
-        except CompressorError as e:
-            raise CompressorError(f"{origin}: {e}") from None
-        except Exception as e:  # a broken third-party package: name it, keep the message to one line
-            first = (str(e).strip().splitlines() or [""])[0]
-            raise CompressorError(f"{origin} failed to load: {type(e).__name__}: {first}") from None
-
-
 def base_registry() -> Registry:
-    """A copy of nerf_eval's registry with the entry-point compressors added."""
-    registry = copy.deepcopy(REGISTRY)
-    load_entry_points(registry)
+    """A copy of nerf_eval's registry (what code registered) with the installed packages' entry points
+    loaded afresh for this session, by the same discovery the CLI uses (`nerf_eval.compress.discovery`)."""
+    registry = REGISTRY.copy(entry_points=False)
+    registry.load_entry_points()
     return registry
 
 

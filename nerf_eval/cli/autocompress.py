@@ -23,13 +23,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="directory for model.pt, search.md, search.json and front.png")
     p.add_argument("--budget-minutes", type=float, default=20.0, help="time for the whole search (default 20)")
     p.add_argument("--scale", type=float, default=0.5, help="resolution scale of the views measured (default 0.5)")
-    p.add_argument("--ratios", default="0,0.15,0.3,0.5", help="pruning ratios tried for each network")
+    p.add_argument("--ratios", default=None, help="pruning ratios tried for each network (default: the rule's "
+                                                  "declared search values, 0,0.15,0.3,0.5)")
     p.add_argument("--precisions", default=None,
                    help="per-network precisions tried, from fp32,bf16,int8 (default: all three, without bf16 where "
                         "this CPU emulates it)")
-    p.add_argument("--accelerators", default="occupancy",
+    p.add_argument("--accelerators", default=None,
                    help="accelerators appended to the fastest feasible candidates, comma-separated registry names "
-                        "(default: occupancy; '' for none)")
+                        "(default: the compressors that declare the accelerator role, occupancy; '' for none)")
     p.add_argument("--calibration-views", type=int, default=2)
     p.add_argument("--confirm-views", type=int, default=2)
     p.add_argument("--calibration-rays", type=int, default=4096)
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out
     refuse_to_replace(out, args.force)
     try:
-        ratios = tuple(float(r) for r in args.ratios.split(",") if r.strip())
+        ratios = None if args.ratios is None else tuple(float(r) for r in args.ratios.split(",") if r.strip())
     except ValueError:
         raise NerfEvalError(f"--ratios {args.ratios!r}: give comma-separated numbers in [0, 1)") from None
     if args.precisions is None:
@@ -79,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     options = SearchOptions(max_drop=args.max_drop, objective=args.objective, budget_s=args.budget_minutes * 60,
                             ratios=ratios, precisions=precisions, calibration_views=args.calibration_views,
                             confirm_views=args.confirm_views, latency_rays=args.latency_rays,
-                            accelerators=tuple(a.strip() for a in args.accelerators.split(",") if a.strip()))
+                            accelerators=None if args.accelerators is None else
+                            tuple(a.strip() for a in args.accelerators.split(",") if a.strip()))
     pair = load_checkpoint(args.checkpoint)
     scene = load_scene(args.scene).rescaled(args.scale)
     calibration = calibration_batch(scene, args.calibration_rays)

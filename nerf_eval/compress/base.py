@@ -2,8 +2,9 @@
 
 A compressor takes a float ModelPair and calibration rays (from training views) and returns a ModelPair
 that renders through the same renderer: its networks map fp32 encoded inputs (N, C) to fp32 raw
-outputs (N, 4). Names may carry one parameter after a colon (`prune-activation:0.3`); the registry
-keeps factories by base name, and a listing of concrete names for "run them all".
+outputs (N, 4). A compressor declares its parameters (`nerf_eval.compress.params.Param`); the registry
+keeps factories by base name with those declarations, parses a name such as `prune-activation:0.3:global`
+once into a typed spec for the factory, and lists concrete names for "run them all".
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 import fnmatch
 import io
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Iterable, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
+from nerf_eval.compress.params import CompressorSpec, Param, PipelineSpec, Spec, parse_spec, parse_stage
 from nerf_eval.errors import CompressorError
 from nerf_eval.model import ModelPair
 from nerf_eval.render import OCCUPANCY_KEY, Rays
@@ -46,72 +48,179 @@ class FunctionCompressor:
         return self.fn(pair, calibration)
 
 
-Factory = Callable[[str | None], Compressor]
+Factory = Callable[[CompressorSpec], Compressor]  # typed, parsed spec -> compressor named str(spec)
+SEARCH_ROLES = ("", "prune", "precision", "mixed", "accelerator")  # where autocompress may use a compressor
 
 
 @dataclass
 class Registration:
+    """A registered compressor: its factory, declared parameters, the concrete names `available()` lists,
+    and where autocompress may use it (`search`: one of SEARCH_ROLES, '' for nowhere)."""
+
     factory: Factory
-    defaults: tuple[str | None, ...]  # parameters listed by `available()` (None = no parameter)
+    params: tuple[Param, ...] = ()
+    listed: tuple[CompressorSpec, ...] = ()
     description: str = ""
+    search: str = ""
+    origin: str = ""  # the entry point it came from, '' for a registration in code
 
 
 class Registry:
-    """Compressors by name. `register` adds a factory; `get("name:param")` builds one.
+    """Compressors by base name. `register` adds a factory with its declared parameters; `parse` turns a
+    name or composition into a typed `CompressorSpec`/`PipelineSpec` once; `get` builds it.
 
-    A composition `a:p+b:q` is built by `compose(spec, registry)`, which `nerf_eval.compress.pipeline`
-    installs when it is imported (the package imports it), so this module does not import it back."""
+    A composition's stages are built from this registry and joined by `Registry.compose`, which
+    `nerf_eval.compress.pipeline` installs when it is imported (the package imports it), so this module
+    does not import it back. A registry made with `entry_points=True` (the global `REGISTRY`) also holds
+    the compressors installed packages expose in the `nerfcompress.compressors` entry-point group, loaded
+    once, on first use (`nerf_eval.compress.discovery`)."""
 
-    compose: Callable[[str, "Registry"], "Compressor"] | None = None
+    compose: Callable[[list[Compressor]], Compressor] | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, entry_points: bool = False) -> None:
         self._entries: dict[str, Registration] = {}
+        self._discover = entry_points
+        self._discovered: set[str] = set()  # base names that came from entry points
+        self._loading = False
 
-    def register(self, name: str, factory: Factory, defaults: tuple[str | None, ...] = (None,),
-                 description: str = "", replace: bool = False) -> None:
-        if ":" in name:
-            raise CompressorError(f"{name}: compressor base names cannot contain ':'")
+    # ---------------------------------------------------------------- adding
+    def register(self, name: str, factory: Factory, defaults: Iterable[str | None] = (None,),
+                 description: str = "", replace: bool = False, params: Iterable[Param] = (),
+                 search: str = "") -> None:
+        """Add `factory` under the base `name`. `params` declares its parameters; `defaults` are the
+        parameter texts of the names `available()` lists (None: the bare name), checked here."""
+        if not name or any(ch in name for ch in ":+=") or name.strip() != name:
+            raise CompressorError(f"{name!r}: compressor base names cannot be empty or contain ':', '+' or '='")
         if name in self._entries and not replace:
             raise CompressorError(f"{name}: a compressor of that name is already registered")
-        self._entries[name] = Registration(factory, tuple(defaults), description)
+        if search not in SEARCH_ROLES:
+            raise CompressorError(f"{name}: search role {search!r} is not one of {', '.join(SEARCH_ROLES[1:])}")
+        params = tuple(params)
+        names = [p.name for p in params]
+        if len(set(names)) != len(names):
+            raise CompressorError(f"{name}: parameter names must be distinct, got {', '.join(names)}")
+        lookup = {name: params}.__getitem__
+        listed = tuple(parse_stage(name if d is None else f"{name}:{d}", lookup) for d in defaults)
+        self._entries[name] = Registration(factory, params, listed, description, search,
+                                           "entry point" if self._loading else "")
+        if self._loading:
+            self._discovered.add(name)
 
     def add(self, compressor: Compressor, replace: bool = False) -> Compressor:
         """Register a ready compressor object under its own name (no parameter)."""
-        self.register(compressor.name, lambda _p, c=compressor: c, (None,),
+        self.register(compressor.name, lambda _spec, c=compressor: c, (None,),
                       getattr(compressor, "description", ""), replace)
         return compressor
 
     def unregister(self, name: str) -> None:
         self._entries.pop(name, None)
+        self._discovered.discard(name)
 
-    def __contains__(self, spec: str) -> bool:
-        return all(stage.split(":", 1)[0] in self._entries for stage in spec.split("+"))
+    # ---------------------------------------------------------------- entry points
+    def _ensure_discovered(self) -> None:
+        if self._discover and not self._loading:
+            self.load_entry_points()
 
-    def get(self, spec: str) -> Compressor:
-        if "+" in spec:  # a composition `a:p+b:q`, its stages looked up in this registry
-            if Registry.compose is None:
-                raise CompressorError(f"{spec}: compositions need nerf_eval.compress.pipeline imported")
-            return Registry.compose(spec, self)
-        base, _, param = spec.partition(":")
+    def load_entry_points(self) -> None:
+        """Register, now, what the installed packages' `nerfcompress.compressors` entry points expose
+        (`nerf_eval.compress.discovery`); on failure nothing of them stays and the next use tries again."""
+        from nerf_eval.compress.discovery import load_entry_points  # it imports this module
+
+        self.forget_entry_points(discover_again=False)
+        self._loading = True
+        try:
+            load_entry_points(self)
+        except CompressorError:
+            self.forget_entry_points()
+            raise
+        finally:
+            self._loading = False
+
+    def forget_entry_points(self, discover_again: bool = True) -> None:
+        """Drop what entry points registered; with `discover_again`, look them up afresh on next use."""
+        for name in self._discovered:
+            self._entries.pop(name, None)
+        self._discovered = set()
+        self._discover = discover_again
+
+    def copy(self, entry_points: bool = True) -> "Registry":
+        """An independent copy (registrations are shared, the tables are not); without `entry_points`
+        only what was registered in code, with no discovery of its own."""
+        if entry_points:
+            self._ensure_discovered()
+        out = Registry()
+        out._entries = {k: v for k, v in self._entries.items() if entry_points or k not in self._discovered}
+        out._discovered = set(self._discovered) if entry_points else set()
+        return out
+
+    def __deepcopy__(self, memo: dict) -> "Registry":
+        return self.copy()
+
+    # ---------------------------------------------------------------- reading
+    def params_of(self, base: str) -> tuple[Param, ...]:
+        """The declared parameters of `base` (a one-line CompressorError for an unknown name)."""
+        self._ensure_discovered()
         if base not in self._entries:
-            raise CompressorError(f"{spec}: unknown compressor; known: {', '.join(sorted(self._entries))}")
-        comp = self._entries[base].factory(param or None)
+            raise CompressorError(f"{base}: unknown compressor; known: {', '.join(sorted(self._entries))}")
+        return self._entries[base].params
+
+    def registration(self, base: str) -> Registration:
+        self.params_of(base)
+        return self._entries[base]
+
+    def spec(self, base: str, **values: Any) -> CompressorSpec:
+        """The spec of `base` with `values` given (typed values, checked against the declarations): how
+        code builds a name, e.g. `spec("prune-activation", ratio=0.3)` prints as `prune-activation:0.3`."""
+        return CompressorSpec(base, (), self.params_of(base)).replace(**values)
+
+    def parse(self, spec: str | Spec) -> Spec:
+        """The typed form of a name or composition, parsed once (a one-line CompressorError naming the
+        spec and the bad parameter, with the valid ones, when it is malformed)."""
+        if isinstance(spec, (CompressorSpec, PipelineSpec)):
+            return spec
+        return parse_spec(spec, self.params_of)
+
+    def __contains__(self, spec: object) -> bool:
+        """Whether `spec` (a base name, a full name or a composition) names something registered here."""
+        self._ensure_discovered()
+        if spec in self._entries:
+            return True
+        try:
+            self.parse(str(spec))
+        except CompressorError:
+            return False
+        return True
+
+    def get(self, spec: str | Spec) -> Compressor:
+        parsed = self.parse(spec)
+        if isinstance(parsed, PipelineSpec):
+            if Registry.compose is None:
+                raise CompressorError(f"{parsed}: compositions need nerf_eval.compress.pipeline imported")
+            return Registry.compose([self._build(stage) for stage in parsed.stages])
+        return self._build(parsed)
+
+    def _build(self, spec: CompressorSpec) -> Compressor:
+        comp = self.registration(spec.base).factory(spec)
         if not isinstance(comp, Compressor):
             raise CompressorError(f"{spec}: factory returned {type(comp).__name__}, not a Compressor")
         return comp
 
+    def search(self, role: str) -> list[str]:
+        """Base names that declare the autocompress role `role`, in registration order."""
+        self._ensure_discovered()
+        return [base for base, reg in self._entries.items() if reg.search == role]
+
     def available(self) -> list[str]:
         """Concrete names (with default parameters) in registration order."""
-        out = []
-        for base, reg in self._entries.items():
-            out.extend(base if p is None else f"{base}:{p}" for p in reg.defaults)
-        return out
+        self._ensure_discovered()
+        return [str(s) for reg in self._entries.values() for s in reg.listed]
 
     def describe(self) -> dict[str, str]:
+        self._ensure_discovered()
         return {base: reg.description for base, reg in self._entries.items()}
 
     def select(self, patterns: list[str]) -> list[str]:
-        """Names matching any of `patterns` (exact names with parameters, or globs over `available()`).
+        """Canonical names matching any of `patterns` (names with parameters, or globs over `available()`).
 
         A pattern that matches nothing is an error (a typo must not silently run nothing)."""
         names = self.available()
@@ -122,29 +231,39 @@ class Registry:
                 if not hits:
                     raise CompressorError(f"{pat}: no registered compressor matches; known: {', '.join(names)}")
             else:
-                self.get(pat)  # raises for unknown names
-                hits = [pat]
+                self.get(pat)  # raises for unknown names and bad parameters
+                hits = [str(self.parse(pat))]
             out.extend(h for h in hits if h not in out)
         return out
 
 
-REGISTRY = Registry()
+REGISTRY = Registry(entry_points=True)
 
 
-def register(name: str, factory: Factory | None = None, defaults: tuple[str | None, ...] = (None,),
-             description: str = "", replace: bool = False):
-    """Register a compressor factory; usable as a decorator: `@register("my-comp")`."""
+def register(name: str, factory: Factory | None = None, defaults: Iterable[str | None] = (None,),
+             description: str = "", replace: bool = False, params: Iterable[Param] = (), search: str = ""):
+    """Register a compressor factory in the global registry; usable as a decorator:
+
+    >>> @register("toy", params=[Param("strength", float, 0.5, low=0, high=1, positional=True)])
+    ... def toy(spec: CompressorSpec) -> Compressor: ...
+    """
+    params = tuple(params)
     if factory is None:
         def deco(f: Factory) -> Factory:
-            REGISTRY.register(name, f, defaults, description, replace)
+            REGISTRY.register(name, f, defaults, description, replace, params, search)
             return f
         return deco
-    REGISTRY.register(name, factory, defaults, description, replace)
+    REGISTRY.register(name, factory, defaults, description, replace, params, search)
     return factory
 
 
-def get_compressor(spec: str) -> Compressor:
+def get_compressor(spec: str | Spec) -> Compressor:
     return REGISTRY.get(spec)
+
+
+def parse_compressor(spec: str | Spec) -> Spec:
+    """The typed form of a compressor name or composition in the global registry (see `Registry.parse`)."""
+    return REGISTRY.parse(spec)
 
 
 def available() -> list[str]:

@@ -14,6 +14,7 @@ from torch import nn
 
 from nerf_eval.compress.base import FunctionCompressor, register
 from nerf_eval.compress.kinds import NetworkKind, layer_types, register_kind
+from nerf_eval.compress.params import CompressorSpec, Param
 from nerf_eval.errors import CompressorError
 from nerf_eval.model import ModelPair, NeRF, NeRFConfig, is_float_nerf
 from nerf_eval.render import Rays
@@ -70,20 +71,23 @@ def _identity(pair: ModelPair, calibration: Rays) -> ModelPair:
     return cast_pair(pair, torch.float32)
 
 
-register("fp32", lambda _p: FunctionCompressor("fp32", _identity, description="identity: the fp32 baseline"),
+register("fp32", lambda _spec: FunctionCompressor("fp32", _identity, description="identity: the fp32 baseline"),
          description="identity: the fp32 baseline")
-def _cast_factory(base: str, dtype: torch.dtype, gates: dict[str, float], what: str):
-    def factory(param: str | None) -> FunctionCompressor:
-        which = param or "both"
-        if which not in ("both", "coarse", "fine"):
-            raise CompressorError(f"{base}:{param}: the parameter names the network to cast: both, coarse or fine")
-        spec = base if param is None else f"{base}:{param}"
-        return FunctionCompressor(spec, lambda pair, _c: cast_pair(pair, dtype, which), dict(gates),
+
+NETWORK = Param("network", str, "both", choices=("both", "coarse", "fine"), positional=True,
+                help="network to cast", search=("coarse", "fine", "both"))
+
+
+def _cast_factory(dtype: torch.dtype, gates: dict[str, float], what: str):
+    def factory(spec: CompressorSpec) -> FunctionCompressor:
+        which = spec["network"]
+        return FunctionCompressor(str(spec), lambda pair, _c: cast_pair(pair, dtype, which), dict(gates),
                                   f"{what} ({which})")
     return factory
 
 
-register("fp16", _cast_factory("fp16", torch.float16, {"psnr_drop": 0.1}, "MLP weights and math in fp16"),
+register("fp16", _cast_factory(torch.float16, {"psnr_drop": 0.1}, "MLP weights and math in fp16"), params=[NETWORK],
          description="MLP weights and math in fp16 (size win; slow on CPUs); parameter: coarse|fine|both")
-register("bf16", _cast_factory("bf16", torch.bfloat16, {"psnr_drop": 0.1}, "MLP weights and math in bf16"),
+register("bf16", _cast_factory(torch.bfloat16, {"psnr_drop": 0.1}, "MLP weights and math in bf16"), params=[NETWORK],
+         search="precision",
          description="MLP weights and math in bf16 (fast on CPUs with native bf16); parameter: coarse|fine|both")

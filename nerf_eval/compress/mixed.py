@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from nerf_eval.compress.base import FunctionCompressor, register
+from nerf_eval.compress.params import CompressorSpec, Param
 from nerf_eval.compress.quantize import (CalibrationOptions, calibration_inputs, calibration_subset,
                                          check_float_pair, default_plan, pair_with_networks, static_int8_network)
 from nerf_eval.errors import CompressorError
@@ -148,19 +149,18 @@ def mixed_pair(pair: ModelPair, calibration: Rays, options: MixedOptions = Mixed
     return pair_with_networks(pair, final.build(plans).networks(), info)
 
 
-def _mixed_factory(param: str | None) -> FunctionCompressor:
-    spec = "mixed" if param is None else f"mixed:{param}"
-    try:
-        budget = MixedOptions.fidelity_db if param is None else float(param)
-    except ValueError:
-        raise CompressorError(f"{spec}: the parameter is a fidelity budget in dB (e.g. mixed:40), "
-                              f"got {param!r}") from None
+BUDGET = Param("budget", float, MixedOptions.fidelity_db, low=0, bounds="(]", positional=True,
+               help="fidelity budget in dB", example="40", search=(40.0,))
+
+
+def _mixed_factory(spec: CompressorSpec) -> FunctionCompressor:
+    name, budget = str(spec), spec["budget"]
     options = MixedOptions(fidelity_db=budget)
-    return FunctionCompressor(spec, lambda pair, cal: mixed_pair(pair, cal, options, spec),
+    return FunctionCompressor(name, lambda pair, cal: mixed_pair(pair, cal, options, name),
                               {"psnr_drop": 0.3, "worst_psnr_drop": 0.5},
                               f"int8 with the most sensitive layers in fp32, render fidelity >= {budget:g} dB")
 
 
-register("mixed", _mixed_factory, defaults=("40",),
+register("mixed", _mixed_factory, defaults=("40",), params=[BUDGET], search="mixed",
          description="activation-aware mixed int8/fp32: per-layer sensitivity on calibration rays, "
                      "parameter: render fidelity budget in dB against fp32 (default 40)")

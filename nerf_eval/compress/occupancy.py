@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nerf_eval.compress.base import FunctionCompressor, check_calibration, register
+from nerf_eval.compress.params import CompressorSpec, Param
 from nerf_eval.errors import CompressorError
 from nerf_eval.model import ModelPair
 from nerf_eval.render import OCCUPANCY_KEY, Rays, RenderSettings, query_network, render_rays
@@ -258,43 +259,30 @@ def occupancy_pair(pair: ModelPair, calibration: Rays, resolution: int = DEFAULT
     return ModelPair(copy.deepcopy(pair.coarse), fine, pair.config, {**pair.meta, OCCUPANCY_KEY: grid})
 
 
-def _number(spec: str, key: str, text: str, kind: type, low: float, high: float) -> Any:
-    try:
-        value = kind(text)
-    except ValueError:
-        value = None
-    if value is None or not (low <= value <= high) or (kind is float and not math.isfinite(value)):
-        raise CompressorError(f"{spec}: {key} must be a {kind.__name__} in [{low:g}, {high:g}], got {text!r}")
-    return value
+PARAMS = (
+    Param("res", int, DEFAULT_RESOLUTION, low=1, high=1024, positional=True, help="grid resolution"),
+    Param("threshold", float, DEFAULT_THRESHOLD, low=1e-9, high=0.999, help="occupancy threshold (alpha)"),
+    Param("stop", float, DEFAULT_STOP, low=0.0, high=0.999, help="early-stop transmittance"),
+    Param("rays", int, DEFAULT_RAYS, low=1, high=10 ** 7, help="number of calibration rays baked"),
+    Param("jitter", int, DEFAULT_JITTER, low=0, high=64, help="number of jittered points per cell"),
+)
 
 
-def parse_occupancy_spec(param: str | None) -> FunctionCompressor:
+def occupancy_compressor(spec: CompressorSpec) -> FunctionCompressor:
     """The compressor for `occupancy[:RES][:res=N][:threshold=T][:stop=E][:rays=N][:jitter=N]`."""
-    spec = "occupancy" if param is None else f"occupancy:{param}"
-    opts: dict[str, Any] = {"resolution": DEFAULT_RESOLUTION, "threshold": DEFAULT_THRESHOLD,
-                            "stop_transmittance": DEFAULT_STOP, "rays": DEFAULT_RAYS, "jitter": DEFAULT_JITTER}
-    keys = {"res": ("resolution", int, 1, 1024), "threshold": ("threshold", float, 1e-9, 0.999),
-            "stop": ("stop_transmittance", float, 0.0, 0.999), "rays": ("rays", int, 1, 10 ** 7),
-            "jitter": ("jitter", int, 0, 64)}
-    for part in ([] if param is None else param.split(":")):
-        key, eq, text = part.partition("=")
-        if not eq:
-            key, text = "res", part
-        if key not in keys:
-            raise CompressorError(f"{spec}: unknown option {part!r}; options: RES, res=N, threshold=ALPHA, "
-                                  "stop=TRANSMITTANCE, rays=N, jitter=N")
-        name, kind, low, high = keys[key]
-        opts[name] = _number(spec, key, text, kind, low, high)
+    v = spec.values
+    opts: dict[str, Any] = {"resolution": v["res"], "threshold": v["threshold"], "stop_transmittance": v["stop"],
+                            "rays": v["rays"], "jitter": v["jitter"]}
     description = (f"occupancy grid {opts['resolution']}^3 (alpha > {opts['threshold']:g}), early stop at "
                    f"transmittance {opts['stop_transmittance']:g}")
-    return FunctionCompressor(spec, lambda pair, cal: occupancy_pair(pair, cal, **opts), dict(OCCUPANCY_GATES),
-                              description)
+    return FunctionCompressor(str(spec), lambda pair, cal: occupancy_pair(pair, cal, **opts),
+                              dict(OCCUPANCY_GATES), description)
 
 
-register("occupancy", parse_occupancy_spec,
+register("occupancy", occupancy_compressor, params=PARAMS, search="accelerator",
          description="skip empty space and stop rays early: an occupancy grid baked from the fine network's "
                      "density (networks unchanged; composes, e.g. occupancy+int8-ptq-both); options "
                      ":RES, :threshold=ALPHA, :stop=T, :rays=N, :jitter=N")
 
 __all__ = ["OCCUPANCY_GATES", "OccupancyGrid", "bake_occupancy", "calibration_bounds", "occupancy_pair",
-           "parse_occupancy_spec"]
+           "occupancy_compressor"]

@@ -3,9 +3,9 @@
 Example: `prune-activation:0.3+int8-ptq-both` prunes, then quantizes the smaller float model. Each stage
 is looked up in the registry by name, so any registered compressor can be a stage; every stage receives
 the same calibration rays. Order matters: pruning needs float NeRF networks, so it comes first.
-`Registry.get` builds a pipeline for any name containing '+', taking the stages from that same registry
-(so a pytest session's copy sees its own compressors); the `pipeline` entry makes `pipeline:a+b` (the
-same compressor) and a one-stage `pipeline:a` valid names and describes the syntax.
+`Registry.parse` reads any name containing '+' as a `PipelineSpec` and `Registry.get` builds its stages
+from that same registry (so a pytest session's copy sees its own compressors); `pipeline:a+b` names the
+same compressor and a one-stage `pipeline:a` is `a` itself; the `pipeline` entry describes the syntax.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nerf_eval.compress.base import REGISTRY, Compressor, Registry, register
+from nerf_eval.compress.params import SEPARATOR, CompressorSpec, PipelineSpec
 from nerf_eval.errors import CompressorError
 from nerf_eval.model import ModelPair
 from nerf_eval.render import Rays
-
-SEPARATOR = "+"
 
 
 def combined_gates(stages: list[Compressor]) -> dict[str, float]:
@@ -56,19 +55,17 @@ class Pipeline:
         return out
 
 
-def build_pipeline(spec: str, registry: Registry = REGISTRY) -> Pipeline:
-    """The pipeline named `spec` (`a:p+b:q`, optionally prefixed `pipeline:`), stages from `registry`."""
-    chain = spec[len("pipeline:"):] if spec.startswith("pipeline:") else spec
-    parts = [p.strip() for p in chain.split(SEPARATOR)]
-    if not chain or any(not p for p in parts):
-        raise CompressorError(f"{spec or 'pipeline:'}: a pipeline is compressor names joined by '+', e.g. "
-                              "prune-activation:0.3+int8-ptq-both")
-    nested = [p for p in parts if p.split(":", 1)[0] == "pipeline"]
-    if nested:
-        raise CompressorError(f"{spec or 'pipeline:'}: a pipeline stage cannot itself be a pipeline ({nested[0]})")
-    return Pipeline([registry.get(p) for p in parts])
+def build_pipeline(spec: str | PipelineSpec | CompressorSpec, registry: Registry = REGISTRY) -> Compressor:
+    """The compressor named `spec` (`a:p+b:q`, optionally prefixed `pipeline:`), stages from `registry`."""
+    return registry.get(spec)
 
 
-Registry.compose = build_pipeline  # how every registry builds `a:p+b:q`
-register("pipeline", lambda p: build_pipeline(p or ""), defaults=(),
+def _refuse(spec: CompressorSpec) -> Compressor:
+    raise CompressorError(f"{spec}: a pipeline is compressor names joined by '+', e.g. "
+                          "prune-activation:0.3+int8-ptq-both")
+
+
+Registry.compose = Pipeline  # how every registry joins the stages of `a:p+b:q`
+# `pipeline:a+b` is parsed as the composition a+b (nerf_eval.compress.params); the entry describes the syntax
+register("pipeline", _refuse, defaults=(),
          description="stages joined by '+', run in order (e.g. prune-activation:0.3+int8-ptq-both)")

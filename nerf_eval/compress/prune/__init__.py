@@ -11,8 +11,8 @@ so it saves, loads and renders like any float model and runs faster with no spar
 - `compressor`: `PruneCompressor`, the `prune-*` names and their options (registered on import).
 """
 
-from nerf_eval.compress.prune.compressor import (DEFAULT_REPAIR, GATES, NAMES, PruneCompressor,
-                                                 parse_prune_spec)
+from nerf_eval.compress.prune.compressor import (DEFAULT_REPAIR, GATES, NAMES, SEARCH_RATIOS, PruneCompressor,
+                                                 prune_compressor, prune_params)
 from nerf_eval.compress.prune.graph import (Consumer, Producer, check_nerf, consumer_columns, dependency_graph,
                                             prune_network)
 from nerf_eval.compress.prune.importance import (ACTIVATION_RULES, IMPORTANCE, RULES, WEIGHT_RULES,
@@ -26,9 +26,9 @@ from nerf_eval.compress.prune.statistics import (ENTROPY_BINS, STATISTICS_CACHE,
                                                  record_activations)
 
 __all__ = ["ACTIVATION_RULES", "DEFAULT_REPAIR", "ENTROPY_BINS", "GATES", "IMPORTANCE", "NAMES", "REPAIRS", "RULES",
-           "SCOPES", "STATISTICS_CACHE", "WEIGHT_RULES", "ActivationImportance", "Consumer", "Importance",
-           "OBSImportance", "Producer", "PruneCompressor", "RandomImportance", "StatisticsCache", "UnitStats",
-           "WeightNormImportance", "cached_calibration_statistics", "calibration_statistics", "check_nerf",
-           "check_ratio", "consumer_columns", "dependency_graph", "fill_bias", "get_importance", "kept_width",
-           "obs_scores", "parse_prune_spec", "plan_keep", "prune_network", "record_activations", "refit_consumer",
-           "single_thread", "weight_scores"]
+           "SCOPES", "SEARCH_RATIOS", "STATISTICS_CACHE", "WEIGHT_RULES", "ActivationImportance", "Consumer",
+           "Importance", "OBSImportance", "Producer", "PruneCompressor", "RandomImportance", "StatisticsCache",
+           "UnitStats", "WeightNormImportance", "cached_calibration_statistics", "calibration_statistics",
+           "check_nerf", "check_ratio", "consumer_columns", "dependency_graph", "fill_bias", "get_importance",
+           "kept_width", "obs_scores", "plan_keep", "prune_compressor", "prune_network", "prune_params",
+           "record_activations", "refit_consumer", "single_thread", "weight_scores"]

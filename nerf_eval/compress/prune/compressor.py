@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from nerf_eval.compress.base import check_calibration, register
+from nerf_eval.compress.params import CompressorSpec, Param
 from nerf_eval.compress.prune.graph import check_nerf, dependency_graph, prune_network
 from nerf_eval.compress.prune.importance import RULES, Importance, get_importance
 from nerf_eval.compress.prune.plan import SCOPES, check_ratio, plan_keep
@@ -134,41 +135,35 @@ GATES = {("mean", 0.3): {"psnr_drop": 1.0}, ("obs", 0.3): {"psnr_drop": 1.0}}
 DEFAULT_REPAIR = {"obs": "lsq"}  # the OBS order assumes the consumers are refitted; others: plain removal
 
 
-def parse_prune_spec(base: str, param: str | None) -> PruneCompressor:
-    """Build the compressor for `base:RATIO[:global][:round=N][:views][:repair=R][:seed=N]`."""
-    rule, description = NAMES[base]
-    if not param:
-        raise CompressorError(f"{base}: give the share of units to remove, e.g. {base}:0.3")
-    ratio_text, *options = param.split(":")
-    try:
-        ratio = float(ratio_text)
-    except ValueError:
-        raise CompressorError(f"{base}:{param}: ratio {ratio_text!r} is not a number in [0, 1)") from None
-    kw: dict = {"repair": DEFAULT_REPAIR.get(rule, "none")}
-    for opt in options:
-        key, _, value = opt.partition("=")
-        try:
-            if opt in ("global", "layer"):
-                kw["scope"] = opt
-            elif opt == "views":
-                kw["views"] = True
-            elif key == "repair" and value:
-                kw["repair"] = value
-            elif key in ("round", "seed") and value:
-                kw["round_to" if key == "round" else "seed"] = int(value)
-            elif key in ("coarse", "fine") and value:
-                kw.setdefault("network_ratios", {})[key] = float(value)
-            else:
-                raise ValueError
-        except ValueError:
-            raise CompressorError(f"{base}:{param}: unknown option {opt!r}; options are global, layer, views, "
-                                  "repair=none|mean|lsq, round=N, seed=N, coarse=R, fine=R") from None
-    name = ":".join([f"{base}:{check_ratio(ratio, f'{base}:{param}'):g}", *options])
-    return PruneCompressor(name, rule, ratio, gates=dict(GATES.get((rule, ratio), {})), description=description,
-                           **kw)
+SEARCH_RATIOS = (0.0, 0.15, 0.3, 0.5)  # the pruning ratios autocompress tries per network by default
+
+
+def prune_params(rule: str) -> tuple[Param, ...]:
+    """The declared parameters of a `prune-*` name, in the order canonical names print them."""
+    ratio = dict(type=float, low=0.0, high=1.0, bounds="[)")
+    return (
+        Param("ratio", **ratio, positional=True, required=True, help="share of units to remove, the pruning ratio",
+              example="0.3", search=SEARCH_RATIOS),
+        Param("scope", str, "layer", choices=SCOPES, bare=True, help="ranking scope"),
+        Param("round", int, 16, help="width multiple (1 = exact)"),  # >= 1 checked by PruneCompressor
+        Param("views", bool, False, help="whether to prune views_linears.0"),
+        Param("repair", str, DEFAULT_REPAIR.get(rule, "none"), choices=REPAIRS, help="repair"),
+        Param("seed", int, 0, help="random seed"),
+        Param("coarse", **ratio, help="coarse network's pruning ratio", search=SEARCH_RATIOS),
+        Param("fine", **ratio, help="fine network's pruning ratio"),
+    )
+
+
+def prune_compressor(spec: CompressorSpec) -> PruneCompressor:
+    """The PruneCompressor named by a parsed `prune-*` spec (see the module docstring for the options)."""
+    rule, description = NAMES[spec.base]
+    v = spec.values
+    ratios = {k: v[k] for k in ("coarse", "fine") if v[k] is not None}
+    return PruneCompressor(str(spec), rule, v["ratio"], v["scope"], v["round"], v["views"], v["seed"], v["repair"],
+                           ratios, gates=dict(GATES.get((rule, v["ratio"]), {})), description=description)
 
 
 for _base, (_rule, _text) in NAMES.items():
-    register(_base, lambda p, b=_base: parse_prune_spec(b, p),
+    register(_base, prune_compressor, params=prune_params(_rule), search="prune",
              defaults=("0.15", "0.3", "0.5", "0.85") if _base == "prune-activation" else ("0.3",),
              description=f"structured pruning by {_text}")
