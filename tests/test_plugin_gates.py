@@ -106,7 +106,7 @@ def test_a_change_in_the_good_direction_never_fails_a_saved_run_check(name, save
 
 def test_saved_run_regressions_psnr_fails_size_percent_latency_only_warns():
     checks = tolerances(["size:2%"])
-    assert set(checks) == {"psnr", "size", "latency"} and checks["psnr"].amount == 0.1
+    assert set(checks) == {"psnr", "size", "latency", "speedup"} and checks["psnr"].amount == 0.1
     out = check_saved("c", {"psnr": 25.0, "size_bytes": 1030.0, "latency_s": 2.0},
                       {"psnr": 25.5, "size_bytes": 1000.0, "latency_s": 1.0}, "0001_a.json", checks)
     assert out.failures[0] == "c: PSNR 25.00 dB is 0.50 dB below saved run 0001_a.json 25.50 dB (allowed 0.10)"
@@ -158,3 +158,14 @@ def test_summary_merges_entries_and_marks_errors():
     assert table[2].split()[:3] == ["fp32", "(reference)", "21.00"]
     assert "-1.00" in table[3] and "0.50x" in table[3] and table[3].rstrip().endswith("FAIL")
     assert "ERROR b: compress raised" in s.messages()
+
+
+def test_saved_run_speedup_warns_by_default_and_fails_when_asked():
+    record, saved = {"psnr": 25.0, "speedup": 1.5}, {"psnr": 25.0, "speedup": 2.0}
+    out = check_saved("c", record, saved, "0001_a.json", tolerances())
+    assert out.passed and out.warnings == [
+        "c: paired speed-up 1.50x is 0.50x (+25.0%) below saved run 0001_a.json 2.00x (allowed 20%)"]
+    out = check_saved("c", record, saved, "0001_a.json", tolerances(["speedup:10%"]))
+    assert out.failures and "paired speed-up" in out.failures[0]
+    assert check_saved("c", {"speedup": 1.9}, saved, "0001_a.json", tolerances(["speedup:10%"])).passed
+    assert GateSpec.parse(["speedup>=2"]).limits  # an absolute floor on the paired speed-up works as well
