@@ -194,10 +194,12 @@ def test_bad_candidates():
 
 
 def test_sleeps_with_a_known_ratio_read_it():
-    """Real clock: a call sleeping 20 ms against one sleeping 10 ms reads about 2x (a sleep overshoots by
-    its wake-up latency, more on a loaded machine, so the ratio sits somewhat below 2)."""
+    """Real clock: a call sleeping 20 ms against one sleeping 10 ms reads about 2x. A sleep never returns
+    early but overshoots by its wake-up latency, by a few ms on a loaded machine and on either side of a
+    pair, so the bounds only say the real clock is read in the right order; the arithmetic is pinned on a
+    fake clock above."""
     r = time_pair(lambda: time.sleep(0.02), lambda: time.sleep(0.01), PairedProtocol(rounds=7))
-    assert 1.5 < r.speedup < 2.05, r.summary()
+    assert 1.2 < r.speedup < 3.0, r.summary()
     assert all(t >= 0.01 for t in r.times_s) and all(t >= 0.02 for t in r.reference_times_s)
 
 
