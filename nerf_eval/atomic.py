@@ -9,66 +9,21 @@ Three rules, used by checkpoints, compressed models, reports and evaluate's JSON
   deleting the old one, so at every instant the destination (or its aside copy, restored on failure)
   holds a complete version;
 * the short critical sections (create a temporary and enter its cleanup, the swap, the cleanup) run
-  with SIGINT and SIGTERM held back (`deferred_signals`): a signal arriving then takes effect right
-  after, so nothing is left half-swapped and no temporary escapes its cleanup.
-
-`interruptible` makes SIGTERM behave like Ctrl-C in a command and turns both into one line and exit 130.
+  with SIGINT and SIGTERM held back (`nerf_eval.interrupt.deferred_signals`): a signal arriving then
+  takes effect right after, so nothing is left half-swapped and no temporary escapes its cleanup.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import shutil
-import signal
-import sys
 import tempfile
-import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Iterator
 
 from nerf_eval.errors import NerfEvalError
-
-_HELD = (signal.SIGINT, signal.SIGTERM)
-F = TypeVar("F", bound=Callable[..., int])
-
-
-@contextlib.contextmanager
-def deferred_signals() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back for the duration of the block; they take effect when it ends.
-
-    For short critical sections only (a rename, a cleanup): a Ctrl-C then arrives a moment later
-    instead of in the middle. Python runs signal handlers in the main thread only, so the handlers are
-    swapped for one that notes the signal, and the previous handler is called for it afterwards (a
-    thread mask would not do: the kernel hands a process's signal to any thread not masking it). Off the
-    main thread nothing can interrupt the block, and it runs as is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[tuple[int, Any]] = []
-
-    def hold(signum: int, frame: Any) -> None:
-        pending.append((signum, frame))
-
-    previous: dict[int, Any] = {}
-    for signum in _HELD:
-        handler = signal.getsignal(signum)
-        if handler is None:  # installed from C: cannot be restored from Python, so leave it alone
-            continue
-        previous[signum] = handler
-        signal.signal(signum, hold)
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for signum, frame in pending[:1]:  # the first signal decides; the rest would repeat it
-            handler = previous[signum]
-            if callable(handler):
-                handler(signum, frame)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(signum)
+from nerf_eval.interrupt import deferred_signals
 
 
 def _first_existing_ancestor(path: Path) -> Path:
@@ -202,45 +157,3 @@ def atomic_files_into(out: Path) -> Iterator[Path]:
         with deferred_signals():
             if tmp is not None and tmp.exists():
                 _remove(tmp)
-
-
-@contextlib.contextmanager
-def sigterm_as_keyboard_interrupt() -> Iterator[None]:
-    """While the block runs, SIGTERM raises KeyboardInterrupt (as Ctrl-C does), so `kill` gets the same
-    clean-up and one-line exit as Ctrl-C; the previous handler is restored afterwards. Off the main
-    thread (where Python cannot set handlers) signals are left alone."""
-    try:
-        previous = signal.getsignal(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    except ValueError:  # not the main thread
-        previous = None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def interruptible(what: str) -> Callable[[F], F]:
-    """Decorate a CLI command: SIGTERM is handled like Ctrl-C while it runs, and either one ends it
-    with a single stderr line and exit code 130 (no traceback). The commands write their outputs with
-    the atomic helpers above, so an interrupted command leaves its destinations as they were."""
-
-    def wrap(fn: F) -> F:
-        @functools.wraps(fn)
-        def run(*args: Any, **kwargs: Any) -> int:
-            try:
-                with sigterm_as_keyboard_interrupt():
-                    return fn(*args, **kwargs)
-            except KeyboardInterrupt:
-                print(f"nerf-eval: {what} interrupted; its outputs are as they were before, or complete",
-                      file=sys.stderr)
-                return 130
-
-        return run  # type: ignore[return-value]
-
-    return wrap

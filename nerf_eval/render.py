@@ -18,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nerf_eval.encoding import positional_encoding
+from nerf_eval.interrupt import stop_point
 from nerf_eval.model import ModelPair, NeRFConfig
 from nerf_eval.sampling import gaussian, sample_pdf, stratified_samples
 
@@ -248,7 +249,9 @@ def render_rays(pair: ModelPair, rays: Rays, settings: RenderSettings = RenderSe
     `clock` (optional) sums the time of each stage. With an accelerator in `pair.meta["occupancy"]`
     (see `SampleFilter`), each network runs only on the samples in occupied space, and the fine pass
     stops each ray once its transmittance is negligible; without one, every sample is queried.
+    Every batch begins with a stop point (`nerf_eval.interrupt`), where a requested Ctrl-C takes effect.
     """
+    stop_point()
     o, d = rays.origins, rays.directions
     grid = sample_filter(pair)
     with _stage(clock, "sampling"):

@@ -17,7 +17,6 @@ import copy
 import dataclasses
 import json
 import math
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 from nerf_eval.checkpoint import atomic_save, build_network, load_torch_file, read_checkpoint
 from nerf_eval.encoding import positional_encoding
 from nerf_eval.errors import CheckpointError, first_line
+from nerf_eval.interrupt import stop_point, stop_requests
 from nerf_eval.model import ModelPair, NeRFConfig
 from nerf_eval.render import RenderSettings, render_rays
 from nerf_eval.scenes.scene import Scene
@@ -275,49 +275,39 @@ class Trainer:
         self.pair.coarse.train()
         self.pair.fine.train()
         last_save = time.monotonic()
-        previous = signal.getsignal(signal.SIGTERM)
-
-        def _term(signum, frame):
-            raise KeyboardInterrupt
-
-        try:
-            signal.signal(signal.SIGTERM, _term)
-        except ValueError:  # not the main thread
-            previous = None
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress, unit="step", dynamic_ncols=True)
         window: list[float] = []
         try:
-            while self.step < self.total_steps:
-                t0 = time.perf_counter()
-                self._set_lr()
-                warm = self.step < self.cfg.warmstart_steps
-                stats = self.warmstart_step() if warm else self.photometric_step()
-                self.step += 1
-                self.wall_time += time.perf_counter() - t0
-                if not warm:
-                    window.append(stats["psnr"])
-                bar.update(1)
-                if self.step % 25 == 0 or self.step == self.total_steps:
-                    rec = {"step": self.step, "phase": "warmstart" if warm else "photometric",
-                           "loss": round(stats["loss"], 6), "wall_time_s": round(self.wall_time, 1),
-                           "lr": self.cfg.lr_at(self.step), "device": self.device.type}
-                    if window:
-                        rec["train_psnr"] = round(sum(window) / len(window), 3)
-                        window.clear()
-                    self.history.append(rec)
-                    bar.set_postfix({k: rec[k] for k in ("loss", "train_psnr") if k in rec})
-                if on_step is not None:
-                    on_step(self.step, stats)
-                if time.monotonic() - last_save > self.cfg.checkpoint_every_s:
-                    self.save(checkpoint_path)
-                    last_save = time.monotonic()
+            with stop_requests():  # Ctrl-C and SIGTERM stop between two steps
+                while self.step < self.total_steps:
+                    stop_point()
+                    t0 = time.perf_counter()
+                    self._set_lr()
+                    warm = self.step < self.cfg.warmstart_steps
+                    stats = self.warmstart_step() if warm else self.photometric_step()
+                    self.step += 1
+                    self.wall_time += time.perf_counter() - t0
+                    if not warm:
+                        window.append(stats["psnr"])
+                    bar.update(1)
+                    if self.step % 25 == 0 or self.step == self.total_steps:
+                        rec = {"step": self.step, "phase": "warmstart" if warm else "photometric",
+                               "loss": round(stats["loss"], 6), "wall_time_s": round(self.wall_time, 1),
+                               "lr": self.cfg.lr_at(self.step), "device": self.device.type}
+                        if window:
+                            rec["train_psnr"] = round(sum(window) / len(window), 3)
+                            window.clear()
+                        self.history.append(rec)
+                        bar.set_postfix({k: rec[k] for k in ("loss", "train_psnr") if k in rec})
+                    if on_step is not None:
+                        on_step(self.step, stats)
+                    if time.monotonic() - last_save > self.cfg.checkpoint_every_s:
+                        self.save(checkpoint_path)
+                        last_save = time.monotonic()
         except KeyboardInterrupt:
             bar.close()
             self.save(checkpoint_path)
             raise
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
         bar.close()
         self.save(checkpoint_path)
         self.pair.coarse.eval()

@@ -8,6 +8,7 @@ interrupted from outside, at seeded moments, in subprocesses.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import random
@@ -21,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from nerf_eval import atomic
-from nerf_eval.atomic import atomic_directory_swap, atomic_write_bytes, deferred_signals, interruptible
+from nerf_eval.atomic import atomic_directory_swap, atomic_write_bytes
+from nerf_eval.interrupt import deferred_signals, interruptible, stop_point, stop_requests
 from nerf_eval.checkpoint import save_checkpoint
 from nerf_eval.cli import main
 from nerf_eval.model import ModelPair, NeRFConfig
@@ -129,8 +131,7 @@ def test_signals_wait_for_the_critical_section(signum, monkeypatch):
             os.kill(os.getpid(), signum)
             time.sleep(0.05)
             events.append("section finished")
-        time.sleep(1.0)  # the held-back signal arrives here
-        events.append("not reached")
+        events.append("not reached")  # the end of the section is a stop point: the held-back signal acts there
         return 0
 
     previous = signal.getsignal(signal.SIGTERM)
@@ -140,6 +141,52 @@ def test_signals_wait_for_the_critical_section(signum, monkeypatch):
         signal.signal(signal.SIGINT, signal.SIGINT_HANDLER_FOR_TEST)
     assert events == ["section finished"]
     assert signal.getsignal(signal.SIGTERM) is previous  # restored
+
+
+@pytest.mark.skipif(not MAIN_THREAD, reason="signal handlers need the main thread")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_acts_at_the_next_stop_point_not_in_the_middle_of_an_import(signum, tmp_path, monkeypatch):
+    """A module that receives the signal while it is being imported still finishes initialising (an
+    exception raised there would leave it half made); the stop point after the import raises."""
+    name = f"signalled_during_import_{int(signum)}"
+    (tmp_path / f"{name}.py").write_text(
+        "import os, signal\n"
+        f"os.kill(os.getpid(), {int(signum)})\n"
+        "total = sum(range(100000))  # bytecodes after the signal: the handler has run by now\n"
+        "COMPLETE = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
+    with pytest.raises(KeyboardInterrupt):
+        with stop_requests(grace_s=0):
+            module = importlib.import_module(name)
+            assert module.COMPLETE
+            stop_point()
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+@pytest.mark.skipif(not MAIN_THREAD, reason="signal handlers need the main thread")
+def test_a_second_signal_acts_at_once_and_an_ignored_request_after_its_grace():
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with stop_requests(grace_s=0):
+            signal.raise_signal(signal.SIGINT)
+            reached.append("after the first")
+            signal.raise_signal(signal.SIGTERM)
+            reached.append("after the second")
+    assert reached == ["after the first"]
+    with pytest.raises(KeyboardInterrupt):
+        with stop_requests(grace_s=0.1):
+            signal.raise_signal(signal.SIGTERM)
+            reached.append("no stop point here")
+            for _ in range(200):  # a loop without stop points: the grace timer raises within ~0.1 s
+                time.sleep(0.05)
+            reached.append("not reached")
+    assert reached == ["after the first", "no stop point here"]
+    stop_point()  # nothing is left pending
+
+
+def test_stop_point_outside_any_request_scope_does_nothing():
+    stop_point()
 
 
 def test_interruptible_prints_one_line(capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import signal
 import subprocess
 import sys
 
@@ -88,6 +89,24 @@ def test_interrupted_run_leaves_loadable_checkpoint(tiny_scene, tmp_path):
     pair = load_checkpoint(tmp_path / "checkpoint.pt")
     assert pair.meta["global_step"] == 3
     assert pair.coarse.config == TINY
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_a_step_stops_the_run_before_the_next_one(tiny_scene, tmp_path, signum):
+    """The signal arrives inside step 3 (the callback runs within it); the step finishes, the run stops
+    at the stop point before step 4 and saves step 3."""
+    scene, _ = tiny_scene
+    tr = Trainer(scene, _cfg(steps=10), TINY)
+    before = signal.getsignal(signum)
+
+    def signal_in_step_3(step, _stats):
+        if step == 3:
+            signal.raise_signal(signum)
+
+    with pytest.raises(KeyboardInterrupt):
+        tr.run(tmp_path / "checkpoint.pt", progress=False, on_step=signal_in_step_3)
+    assert load_checkpoint(tmp_path / "checkpoint.pt").meta["global_step"] == 3
+    assert signal.getsignal(signum) is before
 
 
 def test_resume_refuses_other_settings(tiny_scene, tmp_path):

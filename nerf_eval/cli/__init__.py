@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nerf_eval.atomic import sigterm_as_keyboard_interrupt
 from nerf_eval.cli import (autocompress, card, compress, evaluate, history, render, report, roofline, scene,
                            train)
 from nerf_eval.errors import NerfEvalError
+from nerf_eval.interrupt import stop_requests
 
 COMMANDS = (scene, train, evaluate, compress, autocompress, render, report, card, history, roofline)
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from nerf_eval.memory import keep_freed_memory
 
     try:
-        with sigterm_as_keyboard_interrupt():  # `kill` ends every command as cleanly as Ctrl-C
+        with stop_requests():  # Ctrl-C and `kill` stop a command at its next stop point
             parser = build_parser()  # imports the training code: a signal may come this early
             args = parser.parse_args(argv)
             keep_freed_memory()
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     except NerfEvalError as e:
         print(f"nerf-eval: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # commands that write outputs catch it themselves (`nerf_eval.atomic.interruptible`)
+    except KeyboardInterrupt:  # commands that write outputs catch it themselves (`nerf_eval.interrupt.interruptible`)
         print("nerf-eval: interrupted", file=sys.stderr)
         return 130
 

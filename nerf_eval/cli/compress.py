@@ -6,8 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from nerf_eval.atomic import check_output_file, interruptible
+from nerf_eval.atomic import check_output_file
 from nerf_eval.cli.arguments import require
+from nerf_eval.interrupt import interruptible
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -7,9 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from nerf_eval.atomic import check_output_dir, check_output_file, interruptible
+from nerf_eval.atomic import check_output_dir, check_output_file
 from nerf_eval.cli.arguments import SCENE_HELP, check_out_dir, check_samples, parse_device, parse_views, require
 from nerf_eval.errors import NerfEvalError
+from nerf_eval.interrupt import interruptible
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nerf_eval.atomic import check_output_dir, check_output_file, interruptible
+from nerf_eval.atomic import check_output_dir, check_output_file
 from nerf_eval.cli.arguments import check_out_dir, require
+from nerf_eval.interrupt import interruptible
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -7,9 +7,9 @@ import argparse
 import json
 from pathlib import Path
 
-from nerf_eval.atomic import interruptible
 from nerf_eval.cli.arguments import check_samples, parse_device, parse_views, require
 from nerf_eval.errors import NerfEvalError
+from nerf_eval.interrupt import interruptible
 from nerf_eval.measure.record import Record
 from nerf_eval.measure.spec import LATENCY_SEED, MeasurementSpec, portable
 

@@ -40,7 +40,9 @@ from torch import nn
 
 from nerf_eval.compress.base import FunctionCompressor, check_calibration, register
 from nerf_eval.compress.params import CompressorSpec, Param
+from nerf_eval.compress.quantize.calibration import calibration_subset
 from nerf_eval.errors import CompressorError
+from nerf_eval.interrupt import stop_point
 from nerf_eval.model import ModelPair
 from nerf_eval.render import OCCUPANCY_KEY, Rays, RenderSettings, query_network, render_rays
 from nerf_eval.sampling import stratified_samples
@@ -167,13 +169,6 @@ class _OutputRecorder(nn.Module):
         return out
 
 
-def _subset(calibration: Rays, n_rays: int, seed: int) -> Rays:
-    if len(calibration) <= n_rays:
-        return calibration
-    g = torch.Generator().manual_seed(seed)
-    return calibration[torch.randperm(len(calibration), generator=g)[:n_rays]]
-
-
 def calibration_bounds(calibration: Rays) -> tuple[torch.Tensor, torch.Tensor]:
     """The box holding every calibration ray between its near and far (the ends of the segments),
     padded by a hair so the far ends fall inside."""
@@ -208,7 +203,7 @@ def bake_occupancy(pair: ModelPair, calibration: Rays, resolution: int = DEFAULT
 
     # 1. The calibration rays' own samples, rendered as the plain renderer does (no grid): the coarse
     #    network's at the coarse samples, the fine network's at all of them.
-    sub = _subset(calibration, rays, seed)
+    sub = calibration_subset(calibration, rays, seed)
     recorders = {name: _OutputRecorder(n) for name, n in pair.networks().items()}
     plain_meta = {k: v for k, v in pair.meta.items() if k != OCCUPANCY_KEY}
     recording = ModelPair(recorders["coarse"], recorders.get("fine"), pair.config, plain_meta)
@@ -232,6 +227,7 @@ def bake_occupancy(pair: ModelPair, calibration: Rays, resolution: int = DEFAULT
         corners = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
         for _ in range(jitter):
             for s in range(0, corners.shape[0], _POINTS_PER_BATCH):
+                stop_point()
                 c = corners[s:s + _POINTS_PER_BATCH]
                 pts = (lower + (c + torch.rand(c.shape, generator=g)) * size)[:, None, :].to(device)
                 dirs = torch.nn.functional.normalize(torch.randn(c.shape, generator=g), dim=-1).to(device)

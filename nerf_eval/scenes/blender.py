@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from nerf_eval.errors import SceneError
+from nerf_eval.interrupt import stop_point
 from nerf_eval.scenes.scene import Scene
 
 SPLITS = ("train", "val", "test")
@@ -84,6 +85,7 @@ def check_bounds(where: object, near: object, far: object) -> tuple[float, float
 def read_image(path: Path, white_bkgd: bool) -> np.ndarray:
     """An image as float32 RGB in [0, 1]; grey is repeated, and an alpha channel (RGBA, grey+alpha)
     composites the colour on white (or black)."""
+    stop_point()  # loading a scene is a loop of these
     if not path.exists():
         raise SceneError(f"{path}: image file not found")
     if path.is_dir():

@@ -23,6 +23,7 @@ from nerf_eval.compress.prune.plan import SCOPES, check_ratio, plan_keep
 from nerf_eval.compress.prune.repair import REPAIRS
 from nerf_eval.compress.prune.statistics import UnitStats, cached_calibration_statistics
 from nerf_eval.errors import CompressorError
+from nerf_eval.interrupt import stop_point
 from nerf_eval.model import ModelPair
 from nerf_eval.render import Rays, RenderSettings
 
@@ -109,6 +110,7 @@ class PruneCompressor:
         """The pruned pair for statistics and scores from `analyse` (of this rule, scope and repair)."""
         pruned = {}
         for k, net in pair.networks().items():
+            stop_point()
             fill = {layer: s.mean() for layer, s in stats[k].items()} if self.repair == "mean" else None
             moments = {layer: s.second_moment() for layer, s in stats[k].items()} if self.repair == "lsq" else None
             keep = plan_keep(scores[k], self.ratio_for(k), self.scope, self.round_to)
