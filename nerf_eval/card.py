@@ -11,11 +11,10 @@ import json
 import math
 from pathlib import Path
 
-import torch
 
 from nerf_eval.checkpoint import file_hash, load_checkpoint
 from nerf_eval.evaluate import evaluate
-from nerf_eval.hardware import cpu_name
+from nerf_eval.hardware import machine_summary
 from nerf_eval.measure.quality import measure_quality
 from nerf_eval.measure.spec import MeasurementSpec, portable
 from nerf_eval.model import count_parameters
@@ -105,8 +104,7 @@ def build_card(checkpoint: str | Path, scene_spec: str, command: str, views: lis
         "test": {"views": idx, "samples": f"{settings.n_coarse}+{settings.n_fine}", "mean": ev.mean,
                  "per_view": ev.per_view, "record": record.to_dict()},
         "quick_check": quick_check(checkpoint, scene_spec, quick_scale(full.width, full.height)),
-        "machine": f"{cpu_name()}, torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} threads",
+        "machine": machine_summary(),
         "notes": notes,
     }
 

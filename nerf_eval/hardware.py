@@ -158,13 +158,36 @@ def int8_saturates(engine: str | None = None) -> bool:
 def cpu_name() -> str:
     """The CPU's model name (Linux: /proc/cpuinfo), else what `platform` knows; for records of where a
     figure was measured."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512_fp16", "amx_tile", "amx_bf16",
+             "amx_int8")
+
+
+def _cpuinfo_field(name: str) -> str | None:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and ":" in line:
+            if line.split(":", 1)[0].strip() == name and ":" in line:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_flags() -> list[str]:
+    """The CPU flags that decide the fast paths (Linux /proc/cpuinfo; empty elsewhere)."""
+    flags = (_cpuinfo_field("flags") or "").split()
+    return [f for f in CPU_FLAGS if f in flags]
+
+
+def machine_summary() -> str:
+    """One line saying where a figure was measured: CPU model name, family and model (a cloud CPU's name
+    alone, "AMD EPYC", does not tell Zen 4 from Zen 5), the flags of its fast paths, torch and its threads."""
+    family, model = _cpuinfo_field("cpu family"), _cpuinfo_field("model")
+    ident = f" (family {family} model {model})" if family and model else ""
+    flags = " ".join(cpu_flags()) or "no avx2"
+    return f"{cpu_name()}{ident}, {flags}, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def native_bf16(device: torch.device | str = "cpu") -> bool:

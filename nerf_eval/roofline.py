@@ -24,27 +24,13 @@ import torch
 from torch import nn
 
 from nerf_eval.compress.quantize import STATIC_INT8_META
-from nerf_eval.hardware import cpu_name, int8_engine_probe
+from nerf_eval.hardware import cpu_flags, cpu_name, int8_engine_probe
 from nerf_eval.model import ModelPair
 from nerf_eval.render import Rays, RenderSettings, StageClock, render_chunked
 from nerf_eval.throughput import gemm_rate, network_flops_per_point
 
 STAGES = ("sampling", "encoding", "network", "compositing")
 DTYPES = ("fp32", "bf16", "fp16", "int8")
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512_fp16", "amx_tile", "amx_bf16",
-             "amx_int8")
-
-
-def cpu_flags() -> list[str]:
-    """The CPU flags that decide the fast paths (Linux /proc/cpuinfo; empty elsewhere)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
-    return [f for f in CPU_FLAGS if f in flags]
-
-
 def network_dtype(net: nn.Module) -> str:
     """The precision most of `net`'s MLP work runs in: int8 (static int8 graph), a half dtype, or fp32."""
     if STATIC_INT8_META in getattr(net, "meta", {}):

@@ -78,6 +78,16 @@ def test_cpu_name_reads_the_model_name_and_falls_back_to_platform(monkeypatch, t
     assert hw.cpu_name() == hw.platform.machine()
 
 
+def test_machine_summary_tells_cpu_generations_apart(monkeypatch, tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n"
+                    "flags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n")
+    monkeypatch.setattr(hw, "Path", lambda _: info)
+    line = hw.machine_summary()
+    assert line.startswith("AMD EPYC (family 26 model 2), avx2 avx512f avx512_bf16 avx512_vnni, torch ")
+    assert line.endswith(f"{torch.get_num_threads()} threads")
+
+
 def test_int8_engine_is_measured_among_the_supported_ones_or_pinned(monkeypatch):
     probe = hw.int8_engine_probe()
     assert probe["engine"] in torch.backends.quantized.supported_engines

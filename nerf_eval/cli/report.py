@@ -87,7 +87,7 @@ def legacy_spec_document(settings: dict) -> dict:
 def _earlier_rows(report_dir: Path, meta: dict, spec: MeasurementSpec) -> list:
     """The rows of an earlier report measured the same way as `spec` (`MeasurementSpec.mismatch`, the
     rule the plugin's saved-run comparison follows) with the same fine-tune recipe; a one-line error
-    otherwise."""
+    otherwise. When the earlier run's machine differs, `meta` records it beside this run's."""
     path = report_dir / "results.json"
     try:
         data = json.loads(path.read_text())
@@ -111,6 +111,8 @@ def _earlier_rows(report_dir: Path, meta: dict, spec: MeasurementSpec) -> list:
         if old_ft and new_ft and old_ft.split(", variants")[0] != new_ft.split(", variants")[0]:
             raise NerfEvalError(f"{path}: its fine-tune was '{old_ft.split(', variants')[0]}', this run's is "
                                 f"'{new_ft.split(', variants')[0]}'; cannot extend it")
+    if settings.get("machine") != meta.get("machine"):
+        meta["machine_of_reused_rows"] = settings.get("machine", "not recorded")
     return _reused_rows(rows)
 
 
@@ -134,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     from nerf_eval.checkpoint import file_hash, load_checkpoint
     from nerf_eval.compress import REGISTRY
     from nerf_eval.experiment import run_variants
+    from nerf_eval.hardware import machine_summary
     from nerf_eval.measure import calibration_batch, latency_batch
     from nerf_eval.render import RenderSettings
     from nerf_eval.report import refuse_to_replace, write_report
@@ -162,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
     meta = {"checkpoint": str(args.checkpoint), "sha256": spec.checkpoint_sha256[:16], "scene": str(args.scene),
             "resolution": f"{scene.width}x{scene.height}", "views": len(views),
             "samples": f"{spec.n_coarse}+{spec.n_fine}", "calibration_rays": len(calibration),
-            "latency_rays": len(latency), "latency_batch": "seeded test rays", "spec": spec.to_dict()}
+            "latency_rays": len(latency), "latency_batch": "seeded test rays", "machine": machine_summary(),
+            "spec": spec.to_dict()}
     finetune_device = parse_device(args.finetune_device, "--finetune-device")
     if args.finetune_steps:
         from nerf_eval.hardware import native_bf16
