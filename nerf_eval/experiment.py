@@ -63,7 +63,7 @@ def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[in
                  repeats: int = 3, progress: bool = True, finetune_steps: int = 0,
                  finetune_scene: Scene | None = None, finetune_rays: int = 1024,
                  finetune_only: tuple[str, ...] = ("*",), finetune_device: torch.device | str = "cpu",
-                 known: dict[str, Record] | None = None, spec: MeasurementSpec | None = None
+                 finetune_bf16: bool | None = None, known: dict[str, Record] | None = None, spec: MeasurementSpec | None = None
                  ) -> tuple[list[Record], dict[str, list[ViewRender]]]:
     """fp32 first, then each named compressor; a compressor that fails gets a row with its error.
 
@@ -71,7 +71,8 @@ def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[in
     second row after a recovery fine-tune of that many steps of `finetune_rays` rays on `finetune_scene`'s
     training views (the scene at its training resolution; default `scene`); `finetune_only` limits that to
     the variants whose names match one of its globs: post-training and fine-tuned results side by side.
-    The fine-tune may run on `finetune_device` (e.g. a GPU); every variant is measured on the CPU.
+    The fine-tune may run on `finetune_device` (e.g. a GPU), with bf16 autocast or not (`finetune_bf16`;
+    None: where that device has native bf16); every variant is measured on the CPU.
 
     `known` holds rows measured by an earlier run with the same settings (by name): they are reused, not
     measured again, and keep the fp32 times of their own run (`baseline_time_s`), so every speed-up stays
@@ -117,7 +118,7 @@ def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[in
             try:
                 t0 = time.perf_counter()
                 tuned = finetune(small, finetune_scene or scene, finetune_steps, batch_rays=finetune_rays,
-                                 progress=progress, device=finetune_device)
+                                 progress=progress, device=finetune_device, bf16=finetune_bf16)
                 elapsed += time.perf_counter() - t0
                 res, renders[ft_name] = measure(ft_name, tuned, scene, views, settings, latency_rays, repeats,
                                                 pair, spec)

@@ -241,6 +241,15 @@ def test_report_extend_refuses_a_report_with_other_settings(tiny, capsys):
     assert "steps=2, this run's has steps=3" in capsys.readouterr().err
     assert main(base + fine + ["--finetune-variants", "none", "--out", str(root / "x5"), "--extend", str(tuned)]) == 0
     assert not (root / "x4").exists()
+    # the arithmetic is part of the recipe; pinning the other one cannot extend, pinning the same one can
+    same = "bf16" if recipe["arithmetic"].startswith("bf16") else "fp32"
+    other = {"bf16": "fp32", "fp32": "bf16"}[same]
+    capsys.readouterr()
+    assert main(base + fine + ["--finetune-arithmetic", other, "--finetune-variants", "none", "--out",
+                               str(root / "x6"), "--extend", str(tuned)]) == 2
+    assert "arithmetic=" in capsys.readouterr().err
+    assert main(base + fine + ["--finetune-arithmetic", same, "--finetune-variants", "none", "--out",
+                               str(root / "x7"), "--extend", str(tuned)]) == 0
 
 
 def test_speedup_uses_the_rows_own_fp32_time():

@@ -34,6 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated names or globs of the variants fine-tuned (default: every pruned one)")
     p.add_argument("--finetune-device", default="cpu",
                    help="where the recovery fine-tunes train (cpu or cuda); every variant is measured on the CPU")
+    p.add_argument("--finetune-arithmetic", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="bf16 autocast or fp32 for the fine-tunes (default auto: bf16 where the device has native "
+                        "bf16 matmuls); pin it to extend a report made with the other")
     p.add_argument("--grid-variants", default="*",
                    help="comma-separated names or globs of the variants shown in grid.png (default: all)")
     p.add_argument("--extend", type=Path, default=None, metavar="REPORT_DIR",
@@ -168,10 +171,12 @@ def run(args: argparse.Namespace) -> int:
             "latency_rays": len(latency), "latency_batch": "seeded test rays", "machine": machine_summary(),
             "spec": spec.to_dict()}
     finetune_device = parse_device(args.finetune_device, "--finetune-device")
+    bf16 = None
     if args.finetune_steps:
         from nerf_eval.hardware import native_bf16
 
-        arithmetic = "bf16 autocast" if native_bf16(finetune_device) else "fp32"
+        bf16 = native_bf16(finetune_device) if args.finetune_arithmetic == "auto" else args.finetune_arithmetic == "bf16"
+        arithmetic = "bf16 autocast" if bf16 else "fp32"
         if finetune_device.type == "cuda":
             arithmetic += " on cuda"
         meta["finetune"] = (f"{args.finetune_steps} steps, {args.finetune_rays} rays, 32+64 samples, lr 1e-4 to 1e-5, "
@@ -185,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
                                     finetune_rays=args.finetune_rays,
                                     finetune_only=tuple(g.strip() for g in args.finetune_variants.split(",")
                                                         if g.strip()), finetune_device=finetune_device,
-                                    known=known, spec=spec)
+                                    finetune_bf16=bf16, known=known, spec=spec)
     listed = {r.name for r in results}
     results += [r for r in earlier if r.name not in listed]
     if earlier:
