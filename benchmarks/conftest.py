@@ -1,4 +1,5 @@
-"""Benchmark targets: every built-in scene and the real lego capture that ships a finished checkpoint.
+"""Benchmark targets: every built-in scene, the synthetic lego scene and the real flower capture, each once
+it ships a finished checkpoint.
 
 A checkpoint counts as shipped once its model card exists (training writes checkpoint.pt from the first
 minutes on; the card is written when training is done and measured). Targets without one skip with a
