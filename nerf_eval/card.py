@@ -11,7 +11,6 @@ import json
 import math
 from pathlib import Path
 
-
 from nerf_eval.checkpoint import file_hash, load_checkpoint
 from nerf_eval.evaluate import evaluate
 from nerf_eval.hardware import machine_summary

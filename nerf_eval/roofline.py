@@ -31,6 +31,8 @@ from nerf_eval.throughput import gemm_rate, network_flops_per_point
 
 STAGES = ("sampling", "encoding", "network", "compositing")
 DTYPES = ("fp32", "bf16", "fp16", "int8")
+
+
 def network_dtype(net: nn.Module) -> str:
     """The precision most of `net`'s MLP work runs in: int8 (static int8 graph), a half dtype, or fp32."""
     if STATIC_INT8_META in getattr(net, "meta", {}):

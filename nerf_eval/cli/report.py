@@ -175,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
     if args.finetune_steps:
         from nerf_eval.hardware import native_bf16
 
-        bf16 = native_bf16(finetune_device) if args.finetune_arithmetic == "auto" else args.finetune_arithmetic == "bf16"
+        bf16 = (native_bf16(finetune_device) if args.finetune_arithmetic == "auto"
+                else args.finetune_arithmetic == "bf16")
         arithmetic = "bf16 autocast" if bf16 else "fp32"
         if finetune_device.type == "cuda":
             arithmetic += " on cuda"
