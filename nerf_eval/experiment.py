@@ -63,7 +63,8 @@ def run_variants(pair: ModelPair, scene: Scene, names: list[str], views: list[in
                  repeats: int = 3, progress: bool = True, finetune_steps: int = 0,
                  finetune_scene: Scene | None = None, finetune_rays: int = 1024,
                  finetune_only: tuple[str, ...] = ("*",), finetune_device: torch.device | str = "cpu",
-                 finetune_bf16: bool | None = None, known: dict[str, Record] | None = None, spec: MeasurementSpec | None = None
+                 finetune_bf16: bool | None = None, known: dict[str, Record] | None = None,
+                 spec: MeasurementSpec | None = None
                  ) -> tuple[list[Record], dict[str, list[ViewRender]]]:
     """fp32 first, then each named compressor; a compressor that fails gets a row with its error.
 

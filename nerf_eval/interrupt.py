@@ -11,8 +11,8 @@ which raises KeyboardInterrupt there. Two escapes keep Ctrl-C prompt where no lo
 signal raises at once, and a request nobody has taken up after `grace_s` seconds (10 by default, longer
 than any stretch between stop points we know of) raises by itself (SIGALRM), with the old risk.
 
-`deferred_signals` holds both signals back during a critical section (a rename, a cleanup) and ends
-with a stop point, and `interruptible` gives a command the one-line exit 130.
+`deferred_signals` holds both signals (and the grace timer) back during a critical section (a rename, a
+cleanup) and ends with a stop point, and `interruptible` gives a command the one-line exit 130.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ F = TypeVar("F", bound=Callable[..., int])
 
 _requested: list[int] = []  # the signals asking to stop that no stop point has taken up yet
 _grace_s: list[float] = []  # the grace of the innermost active `stop_requests` (a stack, for nesting)
+_sections: list[None] = []  # one entry per `deferred_signals` section running now
 
 
 def _on_main_thread() -> bool:
@@ -56,7 +57,8 @@ def _request(signum: int, frame: Any) -> None:
 
 
 def _overdue(signum: int, frame: Any) -> None:
-    stop_point()
+    if not _sections:  # inside a critical section the request waits for its end, which is a stop point
+        stop_point()
 
 
 @contextlib.contextmanager
@@ -76,7 +78,8 @@ def stop_requests(grace_s: float = 10.0) -> Iterator[None]:
         yield
     finally:
         _grace_s.pop()
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        # a request still pending belongs to the enclosing scope: its grace runs from here
+        signal.setitimer(signal.ITIMER_REAL, _grace_s[-1] if _requested and _grace_s else 0)
         for s, handler in previous.items():
             if handler is not None:  # None: installed from C, cannot be restored from Python
                 signal.signal(s, handler)
@@ -108,9 +111,11 @@ def deferred_signals() -> Iterator[None]:
             continue
         previous[signum] = handler
         signal.signal(signum, hold)
+    _sections.append(None)
     try:
         yield
     finally:
+        _sections.pop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         for signum, frame in pending[:1]:  # the first signal decides; the rest would repeat it

@@ -23,9 +23,9 @@ import pytest
 
 from nerf_eval import atomic
 from nerf_eval.atomic import atomic_directory_swap, atomic_write_bytes
-from nerf_eval.interrupt import deferred_signals, interruptible, stop_point, stop_requests
 from nerf_eval.checkpoint import save_checkpoint
 from nerf_eval.cli import main
+from nerf_eval.interrupt import deferred_signals, interruptible, stop_point, stop_requests
 from nerf_eval.model import ModelPair, NeRFConfig
 from nerf_eval.report import atomic_directory
 from nerf_eval.scenes.blender import write_blender
@@ -183,6 +183,34 @@ def test_a_second_signal_acts_at_once_and_an_ignored_request_after_its_grace():
             reached.append("not reached")
     assert reached == ["after the first", "no stop point here"]
     stop_point()  # nothing is left pending
+
+
+@pytest.mark.skipif(not MAIN_THREAD, reason="signal handlers need the main thread")
+def test_the_grace_timer_waits_for_a_critical_section_to_end():
+    events = []
+    with pytest.raises(KeyboardInterrupt):
+        with stop_requests(grace_s=0.05):
+            signal.raise_signal(signal.SIGTERM)
+            with deferred_signals():
+                for _ in range(10):  # the timer fires in here; raising would cut the section short
+                    time.sleep(0.05)
+                events.append("section finished")
+            events.append("not reached")
+    assert events == ["section finished"]
+
+
+@pytest.mark.skipif(not MAIN_THREAD, reason="signal handlers need the main thread")
+def test_a_request_pending_when_an_inner_scope_ends_keeps_its_grace_in_the_outer_one():
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with stop_requests(grace_s=0.1):
+            with stop_requests(grace_s=0.1):
+                signal.raise_signal(signal.SIGINT)
+            reached.append("inner scope ended")
+            for _ in range(200):  # no stop point: only the grace timer can end this loop
+                time.sleep(0.05)
+            reached.append("not reached")
+    assert reached == ["inner scope ended"]
 
 
 def test_stop_point_outside_any_request_scope_does_nothing():
