@@ -25,7 +25,7 @@ import pytest
 
 from nerf_eval.checkpoint import load_checkpoint
 from nerf_eval.compress import get_compressor
-from nerf_eval.hardware import cpu_name
+from nerf_eval.hardware import machine_summary
 from nerf_eval.measure import PairedProtocol, time_renders
 from nerf_eval.render import RenderSettings
 from nerf_eval.scenes.procedural import make_scene
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "checkpoints" / "object"
 SAME_ARCHITECTURE = ("prune-random:0.3:seed=1", "prune-random:0.3:seed=2")
 PROTOCOL = PairedProtocol(rounds=9, warmup=1, min_time_s=18.0, max_rounds=40)
-LATENCY_RAYS = 48  # the plugin's batch is 256 rays; fewer keep this benchmark under a minute
+LATENCY_RAYS = 48  # the plugin's batch is 128 rays; fewer keep this benchmark under a minute
 SELF_BAND = (0.9, 1.1)  # fp32 against itself
 SAME_TOLERANCE = 0.10  # two identical architectures: speed-ups within 10% of each other
 THREADS = int(os.environ.get("NERF_PAIRED_THREADS", "1"))
@@ -65,7 +65,7 @@ def test_paired_speedups_of_fp32_against_itself_and_of_identical_architectures()
         torch.set_num_threads(threads)
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\npaired latency on {cpu_name()}, {THREADS} thread(s), load average {load:.2f}; "
+    print(f"\npaired latency on {machine_summary()}; timed on {THREADS} thread(s), load average {load:.2f}; "
           f"{LATENCY_RAYS} rays at {settings.n_coarse}+{settings.n_fine} samples, fp32 reference")
     for name, t in out.items():
         print(f"  {name:<24} speed-up {t.summary()}; median {1e3 * t.latency_s:.0f} ms "

@@ -34,6 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+import torch
 from tqdm.auto import tqdm
 
 from nerf_eval.compress import REGISTRY, CompressorSpec, get_compressor
@@ -284,7 +285,8 @@ class _Search:
         ref = getattr(self, "reference", None)
         timing = self._time(pair, None if ref is None else self.pair)
         rec = cand.record
-        rec.latency_s, rec.reference_latency_s, rec.latency_rounds = timing.latency_s, timing.reference_latency_s, timing.rounds
+        rec.latency_s, rec.reference_latency_s = timing.latency_s, timing.reference_latency_s
+        rec.latency_rounds, rec.latency_threads = timing.rounds, torch.get_num_threads()
         rec.speedup, rec.speedup_spread = (1.0 if ref is None else timing.speedup), timing.spread
         ref = ref or cand
         cand.drop = ref.psnr - cand.psnr

@@ -51,6 +51,7 @@ def measure(name: str, pair: ModelPair, scene: Scene, views: list[int], settings
         t = time_render(pair, latency_rays, settings, repeats, reference)
         res.latency_s, res.reference_latency_s = t.latency_s, t.reference_latency_s
         res.speedup, res.speedup_spread, res.latency_rounds = t.speedup, t.spread, t.rounds
+        res.latency_threads = torch.get_num_threads()
     return res, ev.renders
 
 

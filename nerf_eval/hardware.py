@@ -79,6 +79,24 @@ def quantized_engine(name: str) -> Iterator[None]:
         torch.backends.quantized.engine = old
 
 
+@contextlib.contextmanager
+def intra_op_threads(n: int) -> Iterator[None]:
+    """Run the block on `n` torch intra-op threads (n <= 0: leave the setting as it is).
+
+    One thread is what steady timing on a shared machine needs: with several, every parallel region
+    waits for its slowest thread, so one thread preempted by another process stalls the whole call, a
+    noise of single calls that pairing cannot cancel. Loops of tiny ops also run faster on one thread
+    beside a busy CPU (OpenMP barriers)."""
+    previous = torch.get_num_threads()
+    if n > 0 and n != previous:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
 def _saturates(engine: str) -> bool:
     with quantized_engine(engine), warnings.catch_warnings():
         warnings.simplefilter("ignore")

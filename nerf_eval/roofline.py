@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from nerf_eval.compress.quantize import STATIC_INT8_META
-from nerf_eval.hardware import cpu_flags, cpu_name, int8_engine_probe
+from nerf_eval.hardware import cpu_flags, cpu_name, int8_engine_probe, machine_summary
 from nerf_eval.model import ModelPair
 from nerf_eval.render import Rays, RenderSettings, StageClock, render_chunked
 from nerf_eval.throughput import gemm_rate, network_flops_per_point
@@ -95,8 +95,8 @@ def measure_roofline(models: dict[str, ModelPair], rays: Rays, settings: RenderS
     """Measure the roofs and every model in `models` (name -> pair) on the same `rays`, interleaved."""
     say = progress or (lambda _: None)
     probe = int8_engine_probe()
-    machine = {"cpu": cpu_name(), "flags": cpu_flags(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-               "int8_engine": probe["engine"], "int8_engine_reason": probe["reason"],
+    machine = {"cpu": cpu_name(), "summary": machine_summary(), "flags": cpu_flags(), "torch": torch.__version__,
+               "threads": torch.get_num_threads(), "int8_engine": probe["engine"], "int8_engine_reason": probe["reason"],
                "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
     dtypes = {name: network_dtype(pair.fine if pair.fine is not None else pair.coarse) for name, pair in models.items()}
     used = sorted(set(dtypes.values()), key=DTYPES.index)
@@ -156,6 +156,7 @@ def roofline_markdown(r: Roofline) -> str:
     """The roofs and the per-model table, with each stage's share of the render time."""
     m = r.machine
     lines = [f"# Roofline: {m['cpu']} ({m['threads']} threads, torch {m['torch']})", "",
+             f"Machine: {m.get('summary', m['cpu'])}.", "",
              f"CPU flags: {', '.join(m['flags']) or 'unknown'}; int8 engine: {m['int8_engine']} ({m['int8_engine_reason']}); "
              f"load average when it started: {m.get('load_average_1min')}.",
              "", "| precision | GEMM GFLOP/s (points x 256 @ 256 x 256) |", "|---|---|"]

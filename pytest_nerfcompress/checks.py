@@ -75,6 +75,7 @@ class Evaluator:
         if timing is not None:
             record.latency_s, record.reference_latency_s = timing.latency_s, timing.reference_latency_s
             record.speedup, record.speedup_spread = timing.speedup, timing.spread
+            record.latency_rounds, record.latency_threads = timing.rounds, self.workbench.latency_threads
         return record
 
     @property

@@ -30,9 +30,12 @@ VALUE_OPTIONS: dict[str, tuple[str, str, str]] = {
     "samples": ("coarse,fine samples per ray for evaluation and latency", "64,128", "64,128"),
     "max-psnr-drop": ("default gate: allowed PSNR drop in dB below fp32 in the same run", "", ""),
     "report-dir": ("write results.json and the rendered views here (relative paths: to the rootdir)", "", ""),
-    "latency-rays": ("rays in the fixed latency batch", "256", "256"),
+    "latency-rays": ("rays in the fixed latency batch", "128", "128"),
     "latency-rounds": ("rounds of the latency batch timed interleaved with fp32 (the speed-up is the median of "
-                       "the per-round ratios)", "5", "3"),
+                       "the per-round ratios)", "9", "9"),
+    "latency-threads": ("torch threads while timing (0: all torch uses). One thread keeps the speed-up steady on a "
+                        "shared machine, where a preempted thread stalls every parallel region of a call",
+                        "1", "1"),
     "calibration-rays": ("calibration rays (training views) handed to compressors", "2048", "1024"),
     "device": ("where models render: cpu, or cuda / cuda:N where a GPU is (compression and int8 stay on the CPU)",
                "cpu", "cpu"),
@@ -49,8 +52,8 @@ LIST_OPTIONS: dict[str, str] = {
 }
 
 FLAG_OPTIONS: dict[str, str] = {
-    "quick": "quick mode: 1 view instead of 2, 1024 calibration rays instead of 2048, 3 paired timing rounds "
-             "instead of 5 (the latency batch is the same)",
+    "quick": "quick mode: 1 view instead of 2, 1024 calibration rays instead of 2048 (the latency batch and "
+             "its timing are the same)",
     "accept": "let --benchmark-autosave/--benchmark-save keep a run whose quality gates failed, as the "
               "next baseline (like pytest-regressions' --force-regen)",
     "cross-scene": "measure a checkpoint on a scene other than the one it records that it was trained on "
@@ -98,6 +101,7 @@ class NerfOptions:
     latency_rays: int
     latency_rounds: int
     calibration_rays: int
+    latency_threads: int
     missing_baseline: str
     gates: tuple[str, ...]
     compare_fail: tuple[str, ...]
@@ -204,6 +208,7 @@ def resolve(config: pytest.Config) -> NerfOptions:
         latency_rays=_number("latency-rays", raw["latency-rays"][0], int, 1),
         latency_rounds=_number("latency-rounds", raw["latency-rounds"][0], int, 1),
         calibration_rays=_number("calibration-rays", raw["calibration-rays"][0], int, 1),
+        latency_threads=_number("latency-threads", raw["latency-threads"][0], int, 0),
         missing_baseline=policy,
         device=device,
         gates=lists["gate"],

@@ -119,3 +119,17 @@ def test_static_int8_records_its_engine_and_both_engines_agree(engine):
         out, want, fp32 = net(inputs), ref(inputs), pair.coarse(inputs)
     # the same integer arithmetic on both engines, up to requantization rounding; far inside int8's own error
     assert (out - want).abs().max() <= 0.05 * (want - fp32).abs().max() + 1e-6
+
+
+def test_intra_op_threads_sets_the_count_for_the_block_and_restores_it():
+    from nerf_eval.hardware import intra_op_threads
+
+    before = torch.get_num_threads()
+    with intra_op_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with intra_op_threads(0):  # 0: as torch is set
+        assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), intra_op_threads(1):
+        raise RuntimeError("restored on the way out")
+    assert torch.get_num_threads() == before

@@ -232,6 +232,26 @@ def test_render_helper_times_model_pairs_on_the_same_rays():
     assert one.name == "other" and one.rounds == 2
 
 
+def test_render_helpers_time_on_the_threads_asked_and_restore_torchs_setting(monkeypatch):
+    import nerf_eval.measure.render_latency as render_latency
+
+    config = NeRFConfig(depth=2, width=16, skips=(), multires=2, multires_views=1, view_width=8)
+    pair = ModelPair.create(config, seed=0).eval()
+    rays = Rays.from_od(torch.zeros(8, 3), torch.nn.functional.normalize(torch.ones(8, 3), dim=-1), 2.0, 6.0)
+    settings = RenderSettings(n_coarse=4, n_fine=4, chunk=16)
+    seen = []
+    real = render_latency.render_chunked
+    monkeypatch.setattr(render_latency, "render_chunked",
+                        lambda *a: seen.append(torch.get_num_threads()) or real(*a))
+    before = torch.get_num_threads()
+    time_render_pair(pair, pair, rays, settings, PairedProtocol(rounds=2, warmup=0), threads=1)
+    render_batch(pair, rays, settings, threads=1)()
+    assert seen == [1] * 5 and torch.get_num_threads() == before
+    seen.clear()
+    render_batch(pair, rays, settings)()  # 0: as torch is set
+    assert seen == [before]
+
+
 def test_report_rows_record_the_paired_speedup_and_its_spread():
     """`nerf-eval report`'s rows: latency timed interleaved with fp32 (fp32's row: against itself)."""
     from nerf_eval.experiment import run_variants

@@ -121,7 +121,7 @@ def test_options_and_ini_keys_parse_with_the_command_line_winning(pytester):
             o = nerf_options
             assert (o.n_coarse, o.n_fine, o.views) == (16, 32, "0,2")
             assert o.gates == ("psnr_drop=0.5", "size<=2MB") and o.compare_fail == ("psnr:0.2",)
-            assert o.quick and o.latency_rays == 256 and o.latency_rounds == 3
+            assert o.quick and o.latency_rays == 128 and o.latency_rounds == 9 and o.latency_threads == 1
             assert nerf_target.scene == "object" and not nerf_target.optional
             assert o.checkpoint == pytestconfig.rootpath / "checkpoints/object/checkpoint.pt"
     ''')
@@ -513,9 +513,10 @@ def test_with_benchmark(benchmark, nerf_compressed, nerf_evaluator, nerf_gate):
     assert record.latency_s is not None and record.reference_latency_s is not None
 
 
-def test_without_benchmark(nerf_compressed, nerf_evaluator):
+def test_without_benchmark(nerf_compressed, nerf_evaluator, nerf_options):
     record = nerf_evaluator(nerf_compressed)
     assert record.speedup is not None and record.reference_latency_s is not None
+    assert record.latency_rounds == 3 and record.latency_threads == nerf_options.latency_threads
 '''
 
 
@@ -523,6 +524,11 @@ def test_latency_is_timed_interleaved_with_fp32_whatever_fixtures_the_test_uses(
     suite.makepyfile(test_paired=PAIRED_MODULE)
     result = suite.runpytest("--nerf-compressors=fp32", "--nerf-latency-rounds=3")
     result.assert_outcomes(passed=2)
+    result = suite.runpytest("--nerf-compressors=fp32", "--nerf-latency-rounds=3", "--nerf-latency-threads=2")
+    result.assert_outcomes(passed=2)
+    result = suite.runpytest("--nerf-compressors=fp32", "--nerf-latency-threads=-1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--nerf-latency-threads='-1': must be >= 0*"])
 
 
 IDENTICAL_FIELDS = ("psnr", "ssim", "flip", "worst_psnr", "worst_view", "sharpness", "depth_error", "size_bytes",

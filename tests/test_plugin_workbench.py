@@ -29,7 +29,7 @@ def tiny(tmp_path_factory):
 def tiny_options(tiny, **changes) -> NerfOptions:
     options = NerfOptions(scene=str(tiny["scene"]), checkpoint=tiny["checkpoint"], checkpoint_is_default=False,
                           compressors=(), views="1", scale=1.0, n_coarse=8, n_fine=8, max_psnr_drop=None,
-                          report_dir=None, latency_rays=32, latency_rounds=1, calibration_rays=64,
+                          report_dir=None, latency_rays=32, latency_rounds=1, calibration_rays=64, latency_threads=1,
                           missing_baseline="warn", gates=(), compare_fail=(), quick=False)
     return dataclasses.replace(options, **changes)
 

@@ -37,8 +37,9 @@ class Record:
     Timing is paired (see `nerf_eval.measure.latency`): `latency_s` is the model's median time for
     the latency batch over `latency_rounds` rounds interleaved with fp32, `reference_latency_s` fp32's
     median in the same rounds, `speedup` the median of the per-round ratios and `speedup_spread` their
-    interquartile range. `render_time_s` is one pass over the evaluated views (`baseline_time_s`:
-    fp32's in the same run), `compress_time_s` the compressor's time.
+    interquartile range; `latency_threads` the torch threads they were timed on. `render_time_s` is one
+    pass over the evaluated views (`baseline_time_s`: fp32's in the same run), `compress_time_s` the
+    compressor's time.
 
     `error` is the one-line failure of a model that could not be built or measured."""
 
@@ -65,6 +66,7 @@ class Record:
     speedup_spread: float | None = None
     reference_latency_s: float | None = None
     latency_rounds: int | None = None
+    latency_threads: int | None = None
     render_time_s: float | None = None
     baseline_time_s: float | None = None
     compress_time_s: float | None = None

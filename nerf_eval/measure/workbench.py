@@ -65,7 +65,7 @@ class MeasuredTarget(Protocol):
 
 class MeasureOptions(Protocol):
     """How a Workbench measures (the plugin's `NerfOptions` is one): views ('all', a count or positions
-    'i,j', see `parse_views`), scale, sample counts, ray batch sizes, timing rounds, the render device,
+    'i,j', see `parse_views`), scale, sample counts, ray batch sizes, timing rounds and threads (0: as torch is set), the render device,
     whether a checkpoint may be measured on a scene other than its own, and where renders are written
     (None: nowhere)."""
 
@@ -83,6 +83,8 @@ class MeasureOptions(Protocol):
     def latency_rays(self) -> int: ...
     @property
     def latency_rounds(self) -> int: ...
+    @property
+    def latency_threads(self) -> int: ...
     @property
     def device(self) -> str: ...
     @property
@@ -335,7 +337,7 @@ class Workbench:
 
     def render_latency_batch(self, pair: ModelPair) -> Callable[[], dict]:
         """A no-argument function rendering the fixed latency batch (what `benchmark` should time)."""
-        return render_batch(self.on_device(pair), self.latency_rays, self.settings)
+        return render_batch(self.on_device(pair), self.latency_rays, self.settings, self.options.latency_threads)
 
     def paired_timing(self, pair: ModelPair) -> PairedTiming | None:
         """`pair` and the fp32 pair rendering the latency batch interleaved (`nerf_eval.measure`'s paired
@@ -347,9 +349,15 @@ class Workbench:
         key = id(pair)
         if key not in self._paired:
             timing = time_render_pair(self.on_device(self.pair), self.on_device(pair), self.latency_rays,
-                                      self.settings, PairedProtocol(rounds=self.options.latency_rounds, warmup=1))
+                                      self.settings, PairedProtocol(rounds=self.options.latency_rounds, warmup=1),
+                                      threads=self.options.latency_threads)
             self._paired[key] = (pair, timing)  # the entry keeps `pair` alive, so its id stays unique
         return self._paired[key][1]
+
+    @property
+    def latency_threads(self) -> int:
+        """The torch threads the latency batch is timed on."""
+        return self.options.latency_threads or torch.get_num_threads()
 
     def latency(self, pair: ModelPair, rounds: int | None = None) -> float | None:
         """Minimum seconds over `rounds` timed renders of the latency batch (after one warm-up), or

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Protocol
+from typing import Mapping, Protocol
 
 import torch
 
 from nerf_eval.compress.prune.graph import Producer, consumer_columns
 from nerf_eval.compress.prune.statistics import UnitStats
 from nerf_eval.errors import CompressorError
+from nerf_eval.hardware import intra_op_threads
 from nerf_eval.model import NeRF
 
 
@@ -142,16 +143,10 @@ def obs_scores(columns: torch.Tensor, moment: torch.Tensor, damping: float = 1e-
         return _obs_order(columns, moment, damping)
 
 
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
+def single_thread() -> contextlib.AbstractContextManager[None]:
     """Run a loop of tiny tensor ops on one thread: with a busy CPU (a training job beside us), OpenMP
     barriers made the OBS loop 180x slower on two threads (67 s against 0.4 s measured)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    return intra_op_threads(1)
 
 
 def _obs_order(columns: torch.Tensor, moment: torch.Tensor, damping: float) -> torch.Tensor:
