@@ -278,3 +278,20 @@ def test_tradeoff_plot_gives_a_rule_and_its_fine_tuned_sweep_one_colour(tmp_path
     colours = {line.get_label(): line.get_color() for line in figures[0].axes[0].get_lines()}
     assert colours["rule3"] == colours["rule3, fine-tuned 5 steps"]
     assert len({colours[f"rule{k}"] for k in range(12)}) == 12
+
+
+def test_tradeoff_plot_places_rows_at_their_paired_speedup(tmp_path, monkeypatch):
+    """Render-pass times are taken minutes apart; where a row has a paired speed-up the plot uses it."""
+    import matplotlib.figure
+
+    from nerf_eval.report import tradeoff_plot
+
+    figures = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: figures.append(fig))
+    rows = [{"name": "fp32", "psnr": 25.0, "size_bytes": 4_000_000, "render_time_s": 10.0, "speedup": 1.0},
+            {"name": "paired", "psnr": 24.0, "size_bytes": 2_000_000, "render_time_s": 20.0, "speedup": 3.0},
+            {"name": "unpaired", "psnr": 23.0, "size_bytes": 2_000_000, "render_time_s": 5.0}]
+    tradeoff_plot(rows, tmp_path / "t.png")
+    speed_axis = figures[0].axes[1]
+    placed = {t.get_text(): t.xy[0] for t in speed_axis.texts}
+    assert placed == {"fp32": 1.0, "paired": 3.0, "unpaired": 2.0}
