@@ -65,9 +65,9 @@ class MeasuredTarget(Protocol):
 
 class MeasureOptions(Protocol):
     """How a Workbench measures (the plugin's `NerfOptions` is one): views ('all', a count or positions
-    'i,j', see `parse_views`), scale, sample counts, ray batch sizes, timing rounds and threads (0: as torch is set), the render device,
-    whether a checkpoint may be measured on a scene other than its own, and where renders are written
-    (None: nowhere)."""
+    'i,j', see `parse_views`), scale, sample counts, ray batch sizes, timing rounds and threads (0: as
+    torch is set), the render device, whether a checkpoint may be measured on a scene other than its own,
+    and where renders are written (None: nowhere)."""
 
     @property
     def views(self) -> str: ...
