@@ -34,7 +34,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-import torch
 from tqdm.auto import tqdm
 
 from nerf_eval.compress import REGISTRY, CompressorSpec, get_compressor
@@ -284,10 +283,9 @@ class _Search:
                                          identity=self.spec.to_dict())
         ref = getattr(self, "reference", None)
         timing = self._time(pair, None if ref is None else self.pair)
-        rec = cand.record
-        rec.latency_s, rec.reference_latency_s = timing.latency_s, timing.reference_latency_s
-        rec.latency_rounds, rec.latency_threads = timing.rounds, torch.get_num_threads()
-        rec.speedup, rec.speedup_spread = (1.0 if ref is None else timing.speedup), timing.spread
+        rec = cand.record.take_timing(timing)
+        if ref is None:  # fp32 itself, timed against itself
+            rec.speedup = 1.0
         ref = ref or cand
         cand.drop = ref.psnr - cand.psnr
         cand.size_ratio = cand.size_bytes / ref.size_bytes

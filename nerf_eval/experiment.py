@@ -48,10 +48,7 @@ def measure(name: str, pair: ModelPair, scene: Scene, views: list[int], settings
     res, ev = measure_quality(name, pair, scene, views, settings,
                               identity=spec.to_dict() if spec else None)
     if latency_rays is not None:
-        t = time_render(pair, latency_rays, settings, repeats, reference)
-        res.latency_s, res.reference_latency_s = t.latency_s, t.reference_latency_s
-        res.speedup, res.speedup_spread, res.latency_rounds = t.speedup, t.spread, t.rounds
-        res.latency_threads = torch.get_num_threads()
+        res.take_timing(time_render(pair, latency_rays, settings, repeats, reference))
     return res, ev.renders
 
 

@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from nerf_eval.errors import NerfEvalError
-from nerf_eval.measure.record import LEGACY_NAMES
+from nerf_eval.measure.record import Record
 
 REFERENCE = [  # the course report "Efficient 3D Reconstruction" (vanilla NeRF, LLFF average)
     {"variant": "original fp32", "psnr": 26.50, "time": "10.2 min/scene", "size_mb": 2.27},
@@ -85,13 +85,10 @@ def _mb(size: int | None) -> str:
 
 
 def paired_speedup(row: dict) -> tuple[float | None, float | None]:
-    """A row's paired speed-up and its interquartile range (under the names earlier reports used too);
-    None for what the row lacks or holds as a non-finite number."""
-    def field(name: str) -> float | None:
-        names = [name, *(old for old, new in LEGACY_NAMES.items() if new == name)]
-        v = next((row[k] for k in names if k in row), None)
-        return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
-    return field("speedup"), field("speedup_spread")
+    """A row's paired speed-up and its interquartile range, read as a `Record` (so under the names
+    earlier reports used too); None for what the row lacks or holds as a non-finite number."""
+    rec = Record.from_dict(row)
+    return rec.speedup, rec.speedup_spread
 
 
 def _paired(row: dict) -> str:

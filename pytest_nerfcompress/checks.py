@@ -73,9 +73,7 @@ class Evaluator:
         pair = self._pairs.get(record.name)
         timing = self.workbench.paired_timing(pair) if pair is not None else None
         if timing is not None:
-            record.latency_s, record.reference_latency_s = timing.latency_s, timing.reference_latency_s
-            record.speedup, record.speedup_spread = timing.speedup, timing.spread
-            record.latency_rounds, record.latency_threads = timing.rounds, self.workbench.latency_threads
+            record.take_timing(timing)
         return record
 
     @property

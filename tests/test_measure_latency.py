@@ -244,9 +244,9 @@ def test_render_helpers_time_on_the_threads_asked_and_restore_torchs_setting(mon
     monkeypatch.setattr(render_latency, "render_chunked",
                         lambda *a: seen.append(torch.get_num_threads()) or real(*a))
     before = torch.get_num_threads()
-    time_render_pair(pair, pair, rays, settings, PairedProtocol(rounds=2, warmup=0), threads=1)
+    timing = time_render_pair(pair, pair, rays, settings, PairedProtocol(rounds=2, warmup=0), threads=1)
     render_batch(pair, rays, settings, threads=1)()
-    assert seen == [1] * 5 and torch.get_num_threads() == before
+    assert seen == [1] * 5 and torch.get_num_threads() == before and timing.threads == 1
     seen.clear()
     render_batch(pair, rays, settings)()  # 0: as torch is set
     assert seen == [before]

@@ -95,7 +95,8 @@ class PairedTiming:
     pytest-benchmark table shows). ratios: reference / candidate per round (> 1: the candidate is
     faster). speedup: the median of `ratios`. spread: their interquartile range (q3 - q1), in the units
     of the speed-up; ratio_min / ratio_max bound every round. before_reference: per round, whether the
-    candidate ran before the reference.
+    candidate ran before the reference. threads: torch intra-op threads during the timing (0: not recorded;
+    set by `nerf_eval.measure.render_latency`, since nothing here knows torch).
     """
 
     name: str
@@ -109,6 +110,7 @@ class PairedTiming:
     ratio_min: float
     ratio_max: float
     before_reference: tuple[bool, ...] = ()
+    threads: int = 0
 
     @property
     def rounds(self) -> int:

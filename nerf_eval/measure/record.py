@@ -11,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:
+    from nerf_eval.measure.latency import PairedTiming
 
 # names earlier reports (results.json rows) used for fields that now have one name everywhere
 LEGACY_NAMES = {"latency_speedup": "speedup", "latency_speedup_spread": "speedup_spread",
@@ -88,6 +91,13 @@ class Record:
         if out.worst_view is not None and out.worst_view < 0:  # earlier reports: -1 for "none"
             out.worst_view = None
         return out
+
+    def take_timing(self, timing: "PairedTiming") -> "Record":
+        """Fill the latency fields from a paired timing of this record's model against fp32."""
+        self.latency_s, self.reference_latency_s = timing.latency_s, timing.reference_latency_s
+        self.speedup, self.speedup_spread = timing.speedup, timing.spread
+        self.latency_rounds, self.latency_threads = timing.rounds, timing.threads or None
+        return self
 
     def identity(self) -> dict:
         """What the record was measured on, in the form `MeasurementSpec.mismatch` reads."""

@@ -7,6 +7,7 @@ pair are timed interleaved on the same rays at the same settings.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Callable, Mapping
 
@@ -40,9 +41,11 @@ def time_renders(reference: ModelPair, candidates: Mapping[str, ModelPair], rays
     `threads`: torch intra-op threads while timing (0: as torch is set); 1 keeps ratios steady on a
     shared machine (see `nerf_eval.hardware.intra_op_threads`)."""
     with intra_op_threads(threads):
-        return time_paired(render_batch(reference, rays, settings),
-                           {name: render_batch(pair, rays, settings) for name, pair in candidates.items()},
-                           protocol, clock)
+        out = time_paired(render_batch(reference, rays, settings),
+                          {name: render_batch(pair, rays, settings) for name, pair in candidates.items()},
+                          protocol, clock)
+        used = torch.get_num_threads()
+    return {name: dataclasses.replace(t, threads=used) for name, t in out.items()}
 
 
 def time_render_pair(reference: ModelPair, candidate: ModelPair, rays: Rays,

@@ -354,11 +354,6 @@ class Workbench:
             self._paired[key] = (pair, timing)  # the entry keeps `pair` alive, so its id stays unique
         return self._paired[key][1]
 
-    @property
-    def latency_threads(self) -> int:
-        """The torch threads the latency batch is timed on."""
-        return self.options.latency_threads or torch.get_num_threads()
-
     def latency(self, pair: ModelPair, rounds: int | None = None) -> float | None:
         """Minimum seconds over `rounds` timed renders of the latency batch (after one warm-up), or
         None where timing is meaningless (see `timing_note`). Only for a model timed on its own (fp32's
