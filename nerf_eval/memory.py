@@ -1,17 +1,17 @@
 """Keeping freed tensor memory inside the process, so that large tensors are not faulted back in each time.
 
 glibc serves allocations of 32 MiB and more with a fresh mmap() and hands them back to the kernel when
-they are freed. NeRF activations are that large (a 1024-ray training batch: 1024 rays x 64 fine samples
-x 256 features x 4 bytes = 64 MiB per layer; a 1024-ray render chunk at 64 + 128 samples: 192 MiB), so
-every step or chunk gets new pages from the kernel and pays a page fault and a zero-fill on the first
-touch of each 4 KiB, in the bias copy of every Linear and the output of every ReLU. Serving them from the
-heap instead, and not trimming the heap, lets the next step reuse the same pages; the arithmetic is
-unchanged. Measured on a 2-core AVX2 EPYC: a training step of the recipe (1024 rays, 32 + 32 samples,
-fp32) took 5.3-5.8 s before and 3.5-4.8 s after (four pairs of runs); a 50x50 view at 64 + 128 samples
-10.5-11.9 s before and 6.3-8.5 s after. The `nerf-eval` command line sets it for every subcommand, and
-the pytest plugin when a session first measures a NeRF, so fp32 and compressed models are timed alike:
-compressed models, whose activations are smaller, paid less of this cost, which made their speed-ups
-over fp32 look larger than they are.
+they are freed. A training step's activations are that large (1024 rays x 64 fine samples x 256 features
+x 4 bytes = 64 MiB per layer, all kept for the backward pass), so every step gets new pages from the
+kernel and pays a page fault and a zero-fill on the first touch of each 4 KiB, in the bias copy of every
+Linear and the output of every ReLU. Serving them from the heap instead, and not trimming the heap, lets
+the next step reuse the same pages; the arithmetic is unchanged. Measured on a 2-core AVX2 EPYC: a
+training step of the recipe (1024 rays, 32 + 32 samples, fp32) took 5.3-5.8 s before and 3.5-4.8 s after
+(four pairs of runs). The `nerf-eval` command line sets it for every subcommand.
+
+Rendering does not need it: the renderer sends at most `nerf_eval.render.NET_CHUNK` points through a
+network per call, so its activations stay far below the threshold in any process, and fp32 and
+compressed models are timed alike whether or not this was called.
 """
 
 from __future__ import annotations

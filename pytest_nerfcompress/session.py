@@ -99,10 +99,6 @@ class NerfSession:
 
         target = target.resolved(self.config.rootpath)
         if target not in self._workbenches:
-            if not self._workbenches:
-                from nerf_eval.memory import keep_freed_memory
-
-                keep_freed_memory()  # fp32 and compressed models timed alike; only sessions that measure NeRFs
             cache = getattr(self.config, "cache", None)
             directory = cache.mkdir("nerfcompress") if cache is not None else None
             self._workbenches[target] = Workbench(

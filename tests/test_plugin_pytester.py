@@ -338,15 +338,14 @@ def test_no_saved_run_warns_by_default_and_fails_or_skips_on_request(suite):
     suite.runpytest(*args, "--nerf-missing-baseline=skip").assert_outcomes(skipped=1)
 
 
-def test_only_sessions_that_measure_keep_freed_memory(suite, monkeypatch):
+def test_the_plugin_leaves_the_users_allocator_alone(suite, monkeypatch):
+    """Renders are timed alike without process-wide malloc settings (`nerf_eval.render.NET_CHUNK`), so a
+    session that measures NeRFs does not change glibc's allocator of the user's process."""
     calls = []
     monkeypatch.setattr("nerf_eval.memory.keep_freed_memory", lambda: calls.append(1) or True)
-    suite.makepyfile(test_plain="def test_plain():\n    pass\n")
-    suite.runpytest("test_plain.py").assert_outcomes(passed=1)
-    assert calls == []
     suite.makepyfile(test_measure="def test_a(nerf_scene):\n    pass\n\ndef test_b(nerf_pair):\n    pass\n")
     suite.runpytest("test_measure.py").assert_outcomes(passed=2)
-    assert calls == [1]
+    assert calls == []
 
 
 def test_p_no_nerfcompress_disables_the_plugin(pytester):

@@ -2,11 +2,12 @@
 
 import math
 
+import pytest
 import torch
 from torch import nn
 
 from nerf_eval.model import ModelPair, NeRFConfig
-from nerf_eval.render import Rays, RenderSettings, render_chunked, render_rays, volume_render
+from nerf_eval.render import NET_CHUNK, Rays, RenderSettings, render_chunked, render_rays, volume_render
 
 TINY = NeRFConfig(depth=3, width=32, skips=(1,), multires=4, multires_views=2, view_width=16)
 SETTINGS = RenderSettings(n_coarse=8, n_fine=8, chunk=64)
@@ -28,9 +29,11 @@ class PlaneField(nn.Module):
         self.height, self.density = height, density
         self.register_buffer("rgb", torch.tensor(rgb_logits))
         self.points = 0
+        self.calls: list[int] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.points += x.shape[0]
+        self.calls.append(x.shape[0])
         sigma = torch.where(x[:, 2] < self.height, self.density, 0.0)
         return torch.cat([self.rgb.expand(x.shape[0], 3), sigma[:, None]], -1)
 
@@ -104,6 +107,24 @@ def test_chunked_render_equals_unchunked():
         torch.testing.assert_close(chunked[k], whole[k], atol=1e-6, rtol=1e-5)
     direct = render_rays(pair, rays, RenderSettings(n_coarse=8, n_fine=8))
     torch.testing.assert_close(whole["rgb"], direct["rgb"], atol=1e-6, rtol=1e-5)
+
+
+def test_networks_see_at_most_net_chunk_points_per_call_with_the_same_image():
+    """Whole rays of at most `net_chunk` points go through a network per call (CPU default: NET_CHUNK),
+    and the image does not depend on it."""
+    rays = rays_down_z(300)
+    reference = ModelPair.create(TINY).eval()
+    whole = render_rays(reference, rays, RenderSettings(n_coarse=8, n_fine=8, net_chunk=10**6))
+    for net_chunk, per_call in ((100, 96), (None, NET_CHUNK)):
+        out = render_rays(reference, rays, RenderSettings(n_coarse=8, n_fine=8, net_chunk=net_chunk))
+        for k in ("rgb", "depth", "acc"):
+            torch.testing.assert_close(out[k], whole[k], atol=1e-6, rtol=1e-5)
+        pair = plane_pair(1.0)
+        render_rays(pair, rays, RenderSettings(n_coarse=8, n_fine=16, net_chunk=net_chunk))
+        assert max(pair.coarse.calls) == min(per_call, 300 * 8) and sum(pair.coarse.calls) == 300 * 8
+        assert max(pair.fine.calls) <= per_call and sum(pair.fine.calls) == 300 * 24
+    with pytest.raises(ValueError, match="net_chunk"):
+        RenderSettings(net_chunk=0)
 
 
 def test_render_is_bit_identical_across_calls():

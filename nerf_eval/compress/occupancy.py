@@ -219,7 +219,7 @@ def bake_occupancy(pair: ModelPair, calibration: Rays, resolution: int = DEFAULT
                       "fine": out["z_vals"].cpu()}
             for name, rec in recorders.items():
                 pts = chunk.origins[:, None, :] + chunk.directions[:, None, :] * depths[name][..., None]
-                sigma = rec.outputs[-1][:, 3].cpu().reshape(pts.shape[:2])
+                sigma = torch.cat(rec.outputs)[:, 3].cpu().reshape(pts.shape[:2])  # the chunk's network calls
                 rec.outputs.clear()
                 flat, inside = empty.cell_index(pts)
                 hits[flat[(sigma > sigma_min) & inside]] = True
