@@ -87,10 +87,11 @@ def legacy_spec_document(settings: dict) -> dict:
             "checkpoint_sha256": settings.get("sha256"), "settings": out}
 
 
-def _earlier_rows(report_dir: Path, meta: dict, spec: MeasurementSpec) -> list:
+def _earlier_rows(report_dir: Path, meta: dict, spec: MeasurementSpec) -> tuple[list, str | None]:
     """The rows of an earlier report measured the same way as `spec` (`MeasurementSpec.mismatch`, the
-    rule the plugin's saved-run comparison follows) with the same fine-tune recipe; a one-line error
-    otherwise. When the earlier run's machine differs, `meta` records it beside this run's."""
+    rule the plugin's saved-run comparison follows) with the same fine-tune recipe as this run's `meta`,
+    and the earlier run's machine where it differs from this one's (None where it is the same); a
+    one-line error otherwise."""
     path = report_dir / "results.json"
     try:
         data = json.loads(path.read_text())
@@ -114,9 +115,8 @@ def _earlier_rows(report_dir: Path, meta: dict, spec: MeasurementSpec) -> list:
         if old_ft and new_ft and old_ft.split(", variants")[0] != new_ft.split(", variants")[0]:
             raise NerfEvalError(f"{path}: its fine-tune was '{old_ft.split(', variants')[0]}', this run's is "
                                 f"'{new_ft.split(', variants')[0]}'; cannot extend it")
-    if settings.get("machine") != meta.get("machine"):
-        meta["machine_of_reused_rows"] = settings.get("machine", "not recorded")
-    return _reused_rows(rows)
+    machine = settings.get("machine", "not recorded") if settings.get("machine") != meta.get("machine") else None
+    return _reused_rows(rows), machine
 
 
 def _reused_rows(rows: list[dict]) -> list[Record]:
@@ -184,7 +184,9 @@ def run(args: argparse.Namespace) -> int:
                             f"{arithmetic}, seed 0, variants {args.finetune_variants}")
         meta["finetune_recipe"] = {"steps": args.finetune_steps, "rays": args.finetune_rays, "samples": "32+64",
                                    "lr": [1e-4, 1e-5], "arithmetic": arithmetic, "seed": 0}
-    earlier = _earlier_rows(args.extend, meta, spec) if args.extend is not None else []
+    earlier, earlier_machine = _earlier_rows(args.extend, meta, spec) if args.extend is not None else ([], None)
+    if earlier_machine is not None:
+        meta["machine_of_reused_rows"] = earlier_machine
     known = {r.name: r for r in earlier if r.name != "fp32"}
     results, renders = run_variants(pair, scene, names, views, calibration, settings, latency, args.repeats,
                                     finetune_steps=args.finetune_steps, finetune_scene=full_scene,
