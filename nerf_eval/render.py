@@ -49,11 +49,12 @@ def _stage(clock: StageClock | None, name: str) -> contextlib.AbstractContextMan
 # Points per network call on the CPU. A render chunk holds 1024 rays x 192 samples, whose 256-wide fp32
 # activations are about 200 MB a layer: glibc serves blocks above its mmap threshold (at most 32 MiB) with
 # fresh pages, so a process that had not raised that threshold (`nerf_eval.memory`) paid a page fault and
-# a zero-fill per 4 KiB on every call (an fp32 render of 512 rays on 1 thread of a Zen 5 EPYC: 4.4 s,
-# against 2.5 s in a process that had), and timings depended on the process's allocation history.
-# Encoding and running the networks on 4096 points at a time keeps every activation at 4 MiB (fp32):
-# the same arithmetic, served from the heap and the cache in any process (2.7 s there; 8192 points
-# 2.75 s). On a GPU the whole chunk goes in one call, where launches, not page faults, are the cost.
+# a zero-fill per 4 KiB on every call, and timings depended on the process's allocation history.
+# Encoding and running the networks on 4096 points at a time keeps every activation at 4 MiB (fp32): the
+# same arithmetic, served from the heap and the cache in any process. fp32, 512 rays, 1 thread of a Zen 5
+# EPYC (reports/net-chunk): one call per chunk 2.95 s in a plain process and 1.86 s after
+# keep_freed_memory; 4096 points per call 1.80 s and 1.78 s (8192: 1.83 and 1.79). On a GPU the whole
+# chunk goes in one call, where launches, not page faults, are the cost.
 NET_CHUNK = 4096
 
 
