@@ -66,10 +66,6 @@ def _points_per_call(net_chunk: int | None, device: torch.device, n_points: int)
     return NET_CHUNK if device.type == "cpu" else max(1, n_points)
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
 @dataclass(frozen=True)
 class RenderSettings:
     """How rays are sampled and composited. Defaults: 64 coarse + 128 fine samples, as in the NeRF paper."""
@@ -171,6 +167,23 @@ def encoded_inputs(config: NeRFConfig, flat_pts: torch.Tensor, views: torch.Tens
     return x
 
 
+def _encode_and_query(net: nn.Module, config: NeRFConfig, flat_pts: torch.Tensor, views: torch.Tensor | None,
+                      ray_of: int | torch.Tensor, autocast_dtype: torch.dtype | None,
+                      clock: StageClock | None) -> torch.Tensor:
+    """One network call: fp32 raw (N, 4) of `net` at points (N, 3), encoded in fp32 (`encoded_inputs`,
+    which reads `views` and `ray_of`), then the MLP under `autocast_dtype`."""
+    with _stage(clock, "encoding"):
+        x = encoded_inputs(config, flat_pts, views, ray_of)
+    autocast = (torch.autocast(x.device.type, dtype=autocast_dtype) if autocast_dtype is not None
+                else contextlib.nullcontext())
+    with _stage(clock, "network"), autocast:
+        return net(x).float()
+
+
+def _cat_raw(raws: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    return torch.cat(raws) if raws else torch.zeros(0, 4, device=device)
+
+
 def query_network(net: nn.Module, config: NeRFConfig, pts: torch.Tensor, viewdirs: torch.Tensor,
                   autocast_dtype: torch.dtype | None = None, clock: StageClock | None = None,
                   net_chunk: int | None = None) -> torch.Tensor:
@@ -184,15 +197,10 @@ def query_network(net: nn.Module, config: NeRFConfig, pts: torch.Tensor, viewdir
     with _stage(clock, "encoding"):
         views = positional_encoding(viewdirs, config.multires_views) if config.use_viewdirs else None
     step = max(1, _points_per_call(net_chunk, pts.device, n_rays * n_samples) // max(1, n_samples))
-    raws = []
-    for s in range(0, n_rays, step):
-        with _stage(clock, "encoding"):
-            x = encoded_inputs(config, pts[s:s + step].reshape(-1, 3),
-                               None if views is None else views[s:s + step], n_samples)
-        with _stage(clock, "network"), _autocast(x.device, autocast_dtype):
-            raws.append(net(x).float())
-    raw = torch.cat(raws) if raws else torch.zeros(0, 4, device=pts.device)
-    return raw.reshape(n_rays, n_samples, -1)
+    raws = [_encode_and_query(net, config, pts[s:s + step].reshape(-1, 3),
+                              None if views is None else views[s:s + step], n_samples, autocast_dtype, clock)
+            for s in range(0, n_rays, step)]
+    return _cat_raw(raws, pts.device).reshape(n_rays, n_samples, -1)
 
 
 OCCUPANCY_KEY = "occupancy"  # pair.meta entry holding a SampleFilter (nerf_eval.compress.occupancy.OccupancyGrid)
@@ -222,15 +230,11 @@ def _query_kept(net: nn.Module, config: NeRFConfig, flat_pts: torch.Tensor, view
                 clock: StageClock | None, net_chunk: int | None = None) -> torch.Tensor:
     """Raw (K, 4) of `net` at the flat sample indices `idx` of points (R * S, 3), `net_chunk` points per
     call (default: see `NET_CHUNK`); `views` are the encoded view dirs per ray (R, C) or None."""
-    raws = []
     step = _points_per_call(net_chunk, flat_pts.device, idx.numel())
-    for s in range(0, idx.numel(), step):
-        part = idx[s:s + step]
-        with _stage(clock, "encoding"):
-            x = encoded_inputs(config, flat_pts[part], views, torch.div(part, n_samples, rounding_mode="floor"))
-        with _stage(clock, "network"), _autocast(x.device, autocast_dtype):
-            raws.append(net(x).float())
-    return torch.cat(raws) if raws else torch.zeros(0, 4, device=flat_pts.device)
+    raws = [_encode_and_query(net, config, flat_pts[part], views, torch.div(part, n_samples, rounding_mode="floor"),
+                              autocast_dtype, clock)
+            for part in idx.split(step)]
+    return _cat_raw(raws, flat_pts.device)
 
 
 def query_occupied(net: nn.Module, config: NeRFConfig, pts: torch.Tensor, viewdirs: torch.Tensor,

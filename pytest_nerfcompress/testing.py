@@ -5,6 +5,10 @@ about 59 dB (only PNG rounding differs) and any harm a compressor does shows as 
 
     paths = write_tiny_target(tmp_path)
     pytester.makeini(tiny_ini(paths))
+
+Importing this module also loads the metric libraries (which `nerf_eval.metrics` imports lazily) into the
+calling process: pytester's in-process runs unload the modules a run imported, and a C extension among
+them cannot be loaded twice in one process, so a later test that measured quality failed to import it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import flip_evaluator  # noqa: F401  (see the module docstring)
+import skimage.metrics  # noqa: F401
 import torch
 
 from nerf_eval.checkpoint import save_checkpoint

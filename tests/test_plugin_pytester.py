@@ -1,10 +1,10 @@
 """The plugin as users meet it, through pytester: loading, options, the three ways to add compressors,
 quality gates, regression against saved pytest-benchmark runs, bad input, -p no:, and pytest-xdist.
 
-Every run uses the tiny target of pytest_nerfcompress.testing (8x8 views, 8+8 samples). The metric
-libraries and the plugin's heavy modules are imported here, before any in-process run: pytester unloads
-the modules a run imported, a C extension cannot be loaded twice in one process, and re-importing the
-rest in every run would only cost time."""
+Every run uses the tiny target of pytest_nerfcompress.testing (8x8 views, 8+8 samples), which also loads
+the metric libraries before any in-process run (see its docstring). The plugin's heavy modules are
+imported here: pytester unloads the modules a run imported, and re-importing them in every run would
+only cost time."""
 
 from __future__ import annotations
 
@@ -12,9 +12,7 @@ import copy
 import importlib
 import json
 
-import flip_evaluator  # noqa: F401
 import pytest
-import skimage.metrics  # noqa: F401
 
 import nerf_eval.history  # noqa: F401
 import nerf_eval.memory  # noqa: F401  (patched below: the runs must find this module object)

@@ -5,12 +5,6 @@ names, and every test passes its gates."""
 import re
 from pathlib import Path
 
-# Imported before the in-process pytester run, which unloads the modules it saw imported: a C extension
-# (numpy.fft's, loaded by the metrics) cannot be loaded twice in one process, so later tests failed.
-import flip_evaluator  # noqa: F401
-import numpy.fft  # noqa: F401
-import skimage.metrics  # noqa: F401
-
 from pytest_nerfcompress.testing import tiny_ini, write_tiny_target
 
 pytest_plugins = ["pytester"]
