@@ -16,8 +16,9 @@ Every candidate therefore has a registry name that rebuilds it exactly.
    (int8 calibration does not depend on the other network's precision) and the combinations are
    assembled from them. Then pruning: statistics and unit scores are computed once, each ratio pair is
    a slice of them. Then every precision on the fastest pruned points within the budget, then
-   `mixed` on fp32 and the best pruned point, and last every accelerator (`occupancy`: skip empty
-   space, stop rays early) appended to the fastest feasible candidates so far, as time allows.
+   `mixed` on fp32 and the best pruned point, and last every accelerator (`samples`: fewer samples
+   per ray; `occupancy`: skip empty space, stop rays early), then all of them composed, appended to the
+   fastest feasible candidates so far, as time allows.
 3. Candidates within the drop budget are ranked by the objective (latency or size); the best is rebuilt
    from its name and confirmed on held-out test views against fp32 on the same views. A candidate that
    fails confirmation is reported and the next one is tried.
@@ -377,11 +378,15 @@ def search(pair: ModelPair, scene: Scene, calibration: Rays, options: SearchOpti
 
 
 def _accelerate_stage(s: _Search) -> None:
-    """The fastest feasible candidates so far (fp32 included), each with every accelerator appended last:
-    an occupancy grid is a snapshot of the final model's density, so it follows pruning and precision."""
+    """The fastest feasible candidates so far (fp32 included), each with every accelerator appended last,
+    then with all of them in the order given (`samples:64+occupancy`): an occupancy grid is a snapshot of
+    the final model's density, so it follows pruning and precision."""
     bases = rank([s.reference] + s.candidates, "speed")[:s.options.accelerate_points]
+    accelerators = list(s.options.accelerators)
+    if len(accelerators) > 1:
+        accelerators.append(SEPARATOR.join(accelerators))
     for base in bases:
-        for accelerator in s.options.accelerators:
+        for accelerator in accelerators:
             if s.out_of_time():
                 return
             name = accelerator if base is s.reference else SEPARATOR.join((base.name, accelerator))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Iterator, Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Iterator, Protocol
 
 import torch
 from torch import nn
@@ -203,6 +203,49 @@ def query_network(net: nn.Module, config: NeRFConfig, pts: torch.Tensor, viewdir
     return _cat_raw(raws, pts.device).reshape(n_rays, n_samples, -1)
 
 
+SAMPLES_KEY = "samples"  # pair.meta entry holding a SampleCaps (nerf_eval.compress.samples)
+
+
+@dataclass(frozen=True)
+class SampleCaps:
+    """At most `n_coarse` coarse and `n_fine` fine samples per ray (None: as the render settings say).
+
+    A pair carrying caps in `pair.meta["samples"]` renders with the smaller of each cap and the count its
+    `RenderSettings` ask for (`capped_settings`), so an explicitly smaller request still holds."""
+
+    n_coarse: int | None = None
+    n_fine: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, least in (("n_coarse", 3), ("n_fine", 0)):
+            n = getattr(self, name)
+            if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < least):
+                raise ValueError(f"sample cap {name} must be None or an int of at least {least}, got {n!r}")
+
+    def apply(self, settings: RenderSettings) -> RenderSettings:
+        coarse = settings.n_coarse if self.n_coarse is None else min(settings.n_coarse, self.n_coarse)
+        fine = settings.n_fine if self.n_fine is None else min(settings.n_fine, self.n_fine)
+        if (coarse, fine) == (settings.n_coarse, settings.n_fine):
+            return settings
+        return replace(settings, n_coarse=coarse, n_fine=fine)
+
+    def to_state(self) -> dict[str, Any]:
+        return {"n_coarse": self.n_coarse, "n_fine": self.n_fine}
+
+    @classmethod
+    def from_state(cls, state: Any) -> "SampleCaps":
+        """The caps `to_state` wrote; ValueError naming what is wrong with anything else."""
+        if not isinstance(state, dict) or set(state) - {"n_coarse", "n_fine"}:
+            raise ValueError("sample caps are not a dict of n_coarse and n_fine")
+        return cls(state.get("n_coarse"), state.get("n_fine"))
+
+
+def capped_settings(pair: ModelPair, settings: RenderSettings) -> RenderSettings:
+    """The settings `pair` renders with: `settings` under the pair's `SampleCaps`, if it carries any."""
+    caps = pair.meta.get(SAMPLES_KEY) if pair.meta else None
+    return settings if caps is None else caps.apply(settings)
+
+
 OCCUPANCY_KEY = "occupancy"  # pair.meta entry holding a SampleFilter (nerf_eval.compress.occupancy.OccupancyGrid)
 MARCH_SAMPLES = 16  # occupied fine samples per ray queried per step of early-stopping marching
 
@@ -292,9 +335,11 @@ def render_rays(pair: ModelPair, rays: Rays, settings: RenderSettings = RenderSe
     `clock` (optional) sums the time of each stage. With an accelerator in `pair.meta["occupancy"]`
     (see `SampleFilter`), each network runs only on the samples in occupied space, and the fine pass
     stops each ray once its transmittance is negligible; without one, every sample is queried.
+    Sample caps in `pair.meta["samples"]` (`SampleCaps`) lower the sample counts of `settings`.
     Every batch begins with a stop point (`nerf_eval.interrupt`), where a requested Ctrl-C takes effect.
     """
     stop_point()
+    settings = capped_settings(pair, settings)
     o, d = rays.origins, rays.directions
     grid = sample_filter(pair)
     with _stage(clock, "sampling"):

@@ -85,9 +85,12 @@ def test_search_picks_the_fastest_feasible_and_confirms_it(setup):
     result = search(pair, scene, cal, SearchOptions(**FAST), SMALL, progress=False)
     names = {c.name for c in result.candidates}
     assert "prune-activation-obs:0.5+int8-ptq-both" in names and "bf16" in names
-    accelerated = [c for c in result.candidates if c.stage == "accelerate"]  # the two fastest, then occupancy
-    assert len(accelerated) == 2
-    assert all(c.name == "occupancy" or c.name.endswith("+occupancy") for c in accelerated)
+    # the two fastest, each with samples, occupancy, then both (in that order: the grid serves the samples)
+    accelerated = [c.name for c in result.candidates if c.stage == "accelerate"]
+    assert len(accelerated) == 6
+    suffixes = ("samples", "occupancy", "samples+occupancy") * 2
+    assert all(n == s or n.endswith("+" + s) for n, s in zip(accelerated, suffixes)), accelerated
+    assert sum(n.endswith("samples+occupancy") for n in accelerated) == 2
     assert result.chosen is not None and result.chosen.confirmed_drop is not None
     assert result.chosen is rank([result.reference] + result.candidates, "speed")[0]
     for c in result.candidates:

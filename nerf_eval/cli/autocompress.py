@@ -29,8 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="per-network precisions tried, from fp32,bf16,int8 (default: all three, without bf16 where "
                         "this CPU emulates it)")
     p.add_argument("--accelerators", default=None,
-                   help="accelerators appended to the fastest feasible candidates, comma-separated registry names "
-                        "(default: the compressors that declare the accelerator role, occupancy; '' for none)")
+                   help="accelerators appended to the fastest feasible candidates, each alone and all composed in "
+                        "this order, comma-separated registry names (default: the compressors that declare the "
+                        "accelerator role, samples,occupancy; '' for none)")
     p.add_argument("--calibration-views", type=int, default=2)
     p.add_argument("--confirm-views", type=int, default=2)
     p.add_argument("--calibration-rays", type=int, default=4096)

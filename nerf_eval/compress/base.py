@@ -20,7 +20,7 @@ from torch import nn
 from nerf_eval.compress.params import CompressorSpec, Param, PipelineSpec, Spec, parse_spec, parse_stage
 from nerf_eval.errors import CompressorError
 from nerf_eval.model import ModelPair
-from nerf_eval.render import OCCUPANCY_KEY, Rays
+from nerf_eval.render import OCCUPANCY_KEY, SAMPLES_KEY, Rays
 
 
 @runtime_checkable
@@ -281,12 +281,13 @@ def check_calibration(calibration: Rays, who: str) -> None:
 
 def serialized_size(module: nn.Module | ModelPair) -> int:
     """Bytes that `torch.save` writes for the state of a network or of a whole pair (scales included,
-    and a pair's occupancy grid, which is saved with it)."""
+    and a pair's occupancy grid and sample caps, which are saved with it)."""
     nets = module.networks() if isinstance(module, ModelPair) else {"net": module}
     state = {k: v.state_dict() for k, v in nets.items()}
-    grid = module.meta.get(OCCUPANCY_KEY) if isinstance(module, ModelPair) else None
-    if grid is not None:
-        state[OCCUPANCY_KEY] = grid.to_state()
+    extras = module.meta if isinstance(module, ModelPair) else {}
+    for key in (OCCUPANCY_KEY, SAMPLES_KEY):
+        if extras.get(key) is not None:
+            state[key] = extras[key].to_state()
     buf = io.BytesIO()
     torch.save(state, buf)
     return buf.getbuffer().nbytes

@@ -44,7 +44,7 @@ from nerf_eval.compress.quantize.calibration import calibration_subset
 from nerf_eval.errors import CompressorError
 from nerf_eval.interrupt import stop_point
 from nerf_eval.model import ModelPair
-from nerf_eval.render import OCCUPANCY_KEY, Rays, RenderSettings, query_network, render_rays
+from nerf_eval.render import OCCUPANCY_KEY, Rays, RenderSettings, capped_settings, query_network, render_rays
 from nerf_eval.sampling import stratified_samples
 
 DEFAULT_RESOLUTION = 64
@@ -189,8 +189,10 @@ def bake_occupancy(pair: ModelPair, calibration: Rays, resolution: int = DEFAULT
                    settings: RenderSettings = RenderSettings(), seed: int = 0) -> OccupancyGrid:
     """Bake the occupancy grid of `pair` from its own density (see the module docstring).
 
-    `settings` are the samples the grid will serve (they set the typical step that turns density
-    into alpha and the samples of the calibration rays). Deterministic for a given `seed`."""
+    `settings` are the samples the grid will serve, under the pair's sample caps if it has any
+    (`nerf_eval.compress.samples`): they set the typical step that turns density into alpha and the
+    samples of the calibration rays. Deterministic for a given `seed`."""
+    settings = capped_settings(pair, settings)
     check_calibration(calibration, "occupancy")
     if not 0.0 < threshold < 1.0:
         raise CompressorError(f"occupancy: threshold is an alpha in (0, 1), got {threshold}")

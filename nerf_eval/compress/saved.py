@@ -6,7 +6,7 @@ a network and how to rebuild the same module structure before loading the state,
 tensors and plain values is pickled and files load with `torch.load(..., weights_only=True)`.
 The modules that define compressed networks register their kinds (`nerf_eval.compress.kinds`), so this
 module knows no compressor's internals. An occupancy grid (`nerf_eval.compress.occupancy`) is stored
-beside the networks as packed bits and plain values.
+beside the networks as packed bits and plain values, sample caps (`nerf_eval.compress.samples`) as two ints.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from nerf_eval.compress.kinds import KINDS, NetworkKind, register_kind
 from nerf_eval.compress.occupancy import OccupancyGrid
 from nerf_eval.errors import CheckpointError, first_line
 from nerf_eval.model import ModelPair, NeRFConfig
-from nerf_eval.render import OCCUPANCY_KEY
+from nerf_eval.render import OCCUPANCY_KEY, SAMPLES_KEY, SampleCaps
 
 FORMAT = "nerfcompress-compressed-v1"
 
@@ -47,6 +47,9 @@ def save_compressed(path: str | Path, pair: ModelPair, compressor: str, source: 
     grid = pair.meta.get(OCCUPANCY_KEY)
     if grid is not None:  # the accelerator's grid travels with the networks (packed bits and plain values)
         obj[OCCUPANCY_KEY] = grid.to_state()
+    caps = pair.meta.get(SAMPLES_KEY)
+    if caps is not None:
+        obj[SAMPLES_KEY] = caps.to_state()
     return atomic_save(obj, path, overwrite=overwrite)
 
 
@@ -126,6 +129,11 @@ def _rebuild(path: Path, obj: Any) -> ModelPair:
             meta[OCCUPANCY_KEY] = OccupancyGrid.from_state(obj[OCCUPANCY_KEY])
         except (ValueError, TypeError, RuntimeError) as e:
             raise CheckpointError(f"{path}: bad occupancy grid ({first_line(e)[:160]})") from None
+    if obj.get(SAMPLES_KEY) is not None:
+        try:
+            meta[SAMPLES_KEY] = SampleCaps.from_state(obj[SAMPLES_KEY])
+        except (ValueError, TypeError) as e:
+            raise CheckpointError(f"{path}: bad sample caps ({first_line(e)[:160]})") from None
     return ModelPair(nets["coarse"], nets.get("fine"), config, meta)
 
 
