@@ -9,6 +9,7 @@ reason. Passing --nerf-scene or --nerf-checkpoint measures that one target inste
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import os
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import torch
 import pytest_nerfcompress
 from nerf_eval.compress import REGISTRY, CompressorSpec
 from nerf_eval.errors import CompressorError
+from pytest_nerfcompress.registry import Choice
 
 ROOT = Path(__file__).resolve().parents[1]
 # Benchmarks use every core (the root conftest keeps unit tests at one thread); NERF_BENCH_THREADS overrides.
@@ -80,15 +82,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect non-headline compressors on the targets other than `object`, and the off-headline points
-    of a parameter sweep on `object` (see HEADLINE)."""
-    if _explicit_target(config) or config.getoption("nerf_compressors") or config.getini("nerf_compressors"):
-        return
+    of a parameter sweep on `object` (see HEADLINE). The compositions that test_compressors.py names
+    itself (ACCELERATED) run on `object` only, and with --nerf-compressors only those it names."""
+    patterns = [p.strip() for p in (config.getoption("nerf_compressors") or config.getini("nerf_compressors")
+                                    or "").split(",") if p.strip()]
+    explicit = _explicit_target(config)
     headline_of = {base_of(name): name for name in HEADLINE}
     keep, drop = [], []
     for item in items:
         params = item.callspec.params if hasattr(item, "callspec") else {}
         target, choice = params.get("shipped_target"), params.get("nerf_compressor")
-        if choice is None:
+        if choice is not None and not isinstance(choice, Choice):  # a name the test's own parametrize gives
+            if patterns:
+                extra = not any(fnmatch.fnmatchcase(choice, p) for p in patterns)
+            else:
+                extra = not explicit and target not in (None, "object")
+        elif choice is None or explicit or patterns:
             extra = False
         elif target not in (None, "object"):
             extra = choice.name not in HEADLINE

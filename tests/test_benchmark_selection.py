@@ -1,5 +1,6 @@
 """What `pytest benchmarks/` selects by default: every compressor on `object` (a sweep at its headline
-point), the headline set elsewhere, and everything named when --nerf-compressors is given."""
+point), the headline set elsewhere, the accelerators' compositions on `object`, and everything named when
+--nerf-compressors is given."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def collected(*args: str) -> set[str]:
+def collected(*args: str, test: str = "test_compressor") -> set[str]:
     out = subprocess.run([sys.executable, "-m", "pytest", "benchmarks", "--collect-only", "-q",
                           "-p", "no:cacheprovider", *args], cwd=ROOT, capture_output=True, text=True, check=True)
-    return {line.split("[", 1)[1].rstrip("]") for line in out.stdout.splitlines() if "test_compressor[" in line}
+    return {line.split("[", 1)[1].rstrip("]") for line in out.stdout.splitlines() if f"::{test}[" in line}
 
 
 def test_default_selection_runs_sweeps_at_their_headline_point_and_mixed_on_object_only():
@@ -27,6 +28,15 @@ def test_default_selection_runs_sweeps_at_their_headline_point_and_mixed_on_obje
 def test_named_compressors_run_on_every_target():
     ids = collected("--nerf-compressors=prune-activation:*")
     assert {f"{t}-prune-activation:{r}" for t in ("object", "forward", "lego") for r in (0.15, 0.3, 0.5, 0.85)} <= ids
+
+
+def test_accelerator_compositions_run_on_object_and_when_named():
+    assert collected(test="test_accelerated") == {"object-samples+occupancy", "object-occupancy+int8-ptq-both",
+                                                  "object-samples+occupancy+int8-ptq-both"}
+    named = collected("--nerf-compressors=fp32,samples+occupancy,occ*", test="test_accelerated")
+    assert {"forward-samples+occupancy", "flower-occupancy+int8-ptq-both"} <= named
+    assert not any(n.endswith("-samples+occupancy+int8-ptq-both") for n in named)
+    assert not collected("--nerf-compressors=int8-ptq-both", test="test_accelerated")
 
 
 def test_known_failures_name_shipped_targets_and_compressors_the_default_run_selects():
