@@ -19,6 +19,7 @@ import torch
 import pytest_nerfcompress
 from nerf_eval.compress import REGISTRY, CompressorSpec
 from nerf_eval.errors import CompressorError
+from pytest_nerfcompress.fixtures import nerf_session
 from pytest_nerfcompress.registry import Choice
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,13 +71,9 @@ def base_of(name: str) -> str:
     return spec.base if isinstance(spec, CompressorSpec) else name
 
 
-def _explicit_target(config: pytest.Config) -> bool:
-    return any(config.getoption(opt) or config.getini(opt) for opt in ("nerf_scene", "nerf_checkpoint"))
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "shipped_target" in metafunc.fixturenames:
-        names = ["cli"] if _explicit_target(metafunc.config) else list(SHIPPED)
+        names = ["cli"] if nerf_session(metafunc.config).explicit_target() else list(SHIPPED)
         metafunc.parametrize("shipped_target", names, scope="session", indirect=True)
 
 
@@ -84,9 +81,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Deselect non-headline compressors on the targets other than `object`, and the off-headline points
     of a parameter sweep on `object` (see HEADLINE). The compositions that test_compressors.py names
     itself (ACCELERATED) run on `object` only, and with --nerf-compressors only those it names."""
-    patterns = [p.strip() for p in (config.getoption("nerf_compressors") or config.getini("nerf_compressors")
-                                    or "").split(",") if p.strip()]
-    explicit = _explicit_target(config)
+    session = nerf_session(config)
+    patterns, explicit = session.options.compressors, session.explicit_target()
     headline_of = {base_of(name): name for name in HEADLINE}
     keep, drop = [], []
     for item in items:

@@ -7,6 +7,7 @@ Hidden widths may differ per layer, which is how structured pruning keeps the sa
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 
@@ -162,6 +163,12 @@ class ModelPair:
         if self.fine is not None:
             nets["fine"] = self.fine
         return nets
+
+    def copy_with(self, **meta: object) -> "ModelPair":
+        """A copy with its networks deep-copied (so nothing downstream shares them) and `meta` entries set
+        or replaced: how an accelerator attaches what it renders with (a grid, sample caps)."""
+        fine = copy.deepcopy(self.fine) if self.fine is not None else None
+        return ModelPair(copy.deepcopy(self.coarse), fine, self.config, {**self.meta, **meta})
 
     def eval(self) -> "ModelPair":
         for net in self.networks().values():

@@ -222,6 +222,13 @@ class SampleCaps:
             if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < least):
                 raise ValueError(f"sample cap {name} must be None or an int of at least {least}, got {n!r}")
 
+    def tightened(self, other: "SampleCaps | None") -> "SampleCaps":
+        """The caps that hold both `self` and `other`: the smaller of each count (None: no cap)."""
+        if other is None:
+            return self
+        return SampleCaps(*(a if b is None else b if a is None else min(a, b)
+                            for a, b in ((self.n_coarse, other.n_coarse), (self.n_fine, other.n_fine))))
+
     def apply(self, settings: RenderSettings) -> RenderSettings:
         coarse = settings.n_coarse if self.n_coarse is None else min(settings.n_coarse, self.n_coarse)
         fine = settings.n_fine if self.n_fine is None else min(settings.n_fine, self.n_fine)

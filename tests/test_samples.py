@@ -72,3 +72,10 @@ def test_caps_are_saved_with_the_model_and_checked_on_load(tmp_path):
 def test_bad_names_are_one_line_errors(name):
     with pytest.raises(CompressorError):
         get_compressor(name)
+
+
+def test_every_meta_entry_saved_with_a_pair_has_a_reader():
+    from nerf_eval.compress.base import SAVED_META
+    from nerf_eval.compress.saved import META_READERS
+
+    assert set(META_READERS) == set(SAVED_META)

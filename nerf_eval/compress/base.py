@@ -279,13 +279,18 @@ def check_calibration(calibration: Rays, who: str) -> None:
             raise CompressorError(f"{who}: calibration rays contain NaN or inf in {name}")
 
 
+# pair.meta entries saved with a pair (nerf_eval.compress.saved) and so counted in its size: objects with
+# `to_state()` (an occupancy grid, sample caps).
+SAVED_META = (OCCUPANCY_KEY, SAMPLES_KEY)
+
+
 def serialized_size(module: nn.Module | ModelPair) -> int:
     """Bytes that `torch.save` writes for the state of a network or of a whole pair (scales included,
     and a pair's occupancy grid and sample caps, which are saved with it)."""
     nets = module.networks() if isinstance(module, ModelPair) else {"net": module}
     state = {k: v.state_dict() for k, v in nets.items()}
     extras = module.meta if isinstance(module, ModelPair) else {}
-    for key in (OCCUPANCY_KEY, SAMPLES_KEY):
+    for key in SAVED_META:
         if extras.get(key) is not None:
             state[key] = extras[key].to_state()
     buf = io.BytesIO()

@@ -29,7 +29,6 @@ fine-tuning), or the grid describes the network before them.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -257,8 +256,7 @@ def occupancy_pair(pair: ModelPair, calibration: Rays, resolution: int = DEFAULT
     """A copy of `pair` (networks copied, so nothing downstream shares them) that renders with a grid
     baked from its own density; a grid already present is replaced."""
     grid = bake_occupancy(pair, calibration, resolution, threshold, stop_transmittance, rays, jitter)
-    fine = copy.deepcopy(pair.fine) if pair.fine is not None else None
-    return ModelPair(copy.deepcopy(pair.coarse), fine, pair.config, {**pair.meta, OCCUPANCY_KEY: grid})
+    return pair.copy_with(**{OCCUPANCY_KEY: grid})
 
 
 PARAMS = (

@@ -17,8 +17,6 @@ accelerator trades.
 
 from __future__ import annotations
 
-import copy
-
 from nerf_eval.compress.base import FunctionCompressor, register
 from nerf_eval.compress.params import CompressorSpec, Param
 from nerf_eval.errors import CompressorError
@@ -32,12 +30,7 @@ SAMPLES_GATES = {"psnr_drop": 0.1, "worst_psnr_drop": 0.2, "ssim_drop": 0.002}
 def capped_pair(pair: ModelPair, caps: SampleCaps) -> ModelPair:
     """A copy of `pair` (networks copied, so nothing downstream shares them) rendering under `caps`; caps
     already present are tightened, never loosened."""
-    old = pair.meta.get(SAMPLES_KEY)
-    if old is not None:
-        caps = SampleCaps(*(a if b is None else b if a is None else min(a, b)
-                            for a, b in ((caps.n_coarse, old.n_coarse), (caps.n_fine, old.n_fine))))
-    fine = copy.deepcopy(pair.fine) if pair.fine is not None else None
-    return ModelPair(copy.deepcopy(pair.coarse), fine, pair.config, {**pair.meta, SAMPLES_KEY: caps})
+    return pair.copy_with(**{SAMPLES_KEY: caps.tightened(pair.meta.get(SAMPLES_KEY))})
 
 
 PARAMS = (

@@ -19,6 +19,7 @@ from torch import nn
 
 from nerf_eval.checkpoint import (FINE_NONE, FINE_OWN, atomic_save, build_network, load_torch_file,
                                   pair_from_checkpoint)
+from nerf_eval.compress.base import SAVED_META
 from nerf_eval.compress.kinds import KINDS, NetworkKind, register_kind
 from nerf_eval.compress.occupancy import OccupancyGrid
 from nerf_eval.errors import CheckpointError, first_line
@@ -26,6 +27,9 @@ from nerf_eval.model import ModelPair, NeRFConfig
 from nerf_eval.render import OCCUPANCY_KEY, SAMPLES_KEY, SampleCaps
 
 FORMAT = "nerfcompress-compressed-v1"
+# How each pair.meta entry in SAVED_META is read back, and what a load error calls it.
+META_READERS = {OCCUPANCY_KEY: (OccupancyGrid.from_state, "occupancy grid"),
+                SAMPLES_KEY: (SampleCaps.from_state, "sample caps")}
 
 __all__ = ["FORMAT", "KINDS", "NetworkKind", "is_compressed_file", "load_any", "load_compressed", "network_record",
            "register_kind", "save_compressed"]
@@ -44,12 +48,9 @@ def save_compressed(path: str | Path, pair: ModelPair, compressor: str, source: 
     obj = {"format": FORMAT, "compressor": compressor, "config": pair.config.to_dict(),
            "source": dict(source or {}),
            "networks": {name: network_record(net) for name, net in pair.networks().items()}}
-    grid = pair.meta.get(OCCUPANCY_KEY)
-    if grid is not None:  # the accelerator's grid travels with the networks (packed bits and plain values)
-        obj[OCCUPANCY_KEY] = grid.to_state()
-    caps = pair.meta.get(SAMPLES_KEY)
-    if caps is not None:
-        obj[SAMPLES_KEY] = caps.to_state()
+    for key in SAVED_META:  # what the accelerators render with travels with the networks, as plain values
+        if pair.meta.get(key) is not None:
+            obj[key] = pair.meta[key].to_state()
     return atomic_save(obj, path, overwrite=overwrite)
 
 
@@ -124,16 +125,12 @@ def _rebuild(path: Path, obj: Any) -> ModelPair:
     source = obj.get("source", {})
     meta = {"compressor": str(obj.get("compressor")), "source": source if isinstance(source, dict) else {},
             "checkpoint": str(path), "fine_network": FINE_OWN if "fine" in nets else FINE_NONE}
-    if obj.get(OCCUPANCY_KEY) is not None:
-        try:
-            meta[OCCUPANCY_KEY] = OccupancyGrid.from_state(obj[OCCUPANCY_KEY])
-        except (ValueError, TypeError, RuntimeError) as e:
-            raise CheckpointError(f"{path}: bad occupancy grid ({first_line(e)[:160]})") from None
-    if obj.get(SAMPLES_KEY) is not None:
-        try:
-            meta[SAMPLES_KEY] = SampleCaps.from_state(obj[SAMPLES_KEY])
-        except (ValueError, TypeError) as e:
-            raise CheckpointError(f"{path}: bad sample caps ({first_line(e)[:160]})") from None
+    for key, (from_state, what) in META_READERS.items():
+        if obj.get(key) is not None:
+            try:
+                meta[key] = from_state(obj[key])
+            except (ValueError, TypeError, RuntimeError) as e:
+                raise CheckpointError(f"{path}: bad {what} ({first_line(e)[:160]})") from None
     return ModelPair(nets["coarse"], nets.get("fine"), config, meta)
 
 
