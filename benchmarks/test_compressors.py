@@ -13,7 +13,8 @@ import pytest
 # int8 >= 8x, at <= 0.1 dB). A composition's gates are its stages' drops summed (nerf_eval.compress.pipeline).
 # They run on `object` by default (conftest.py's selection); --nerf-compressors keeps those it names.
 # Speed is shown (the summary's paired speed-up), not asserted; docs/results.md says where each stands.
-ACCELERATED = ("samples+occupancy", "occupancy+int8-ptq-both", "samples+occupancy+int8-ptq-both")
+ACCELERATED = ("samples+occupancy", "occupancy+int8-ptq-both", "samples+occupancy+int8-ptq-both",
+               "samples+occupancy+coarse-grid", "samples+occupancy+coarse-grid+int8-ptq-both")
 
 
 def measure(benchmark, workbench, compressed, evaluator, gate) -> None:

@@ -17,7 +17,8 @@ Every candidate therefore has a registry name that rebuilds it exactly.
    assembled from them. Then pruning: statistics and unit scores are computed once, each ratio pair is
    a slice of them. Then every precision on the fastest pruned points within the budget, then
    `mixed` on fp32 and the best pruned point, and last every accelerator (`samples`: fewer samples
-   per ray; `occupancy`: skip empty space, stop rays early), then all of them composed, appended to the
+   per ray; `occupancy`: skip empty space, stop rays early; `coarse-grid`: the coarse pass read from a
+   table), then all of them composed, appended to the
    fastest feasible candidates so far, as time allows.
 3. Candidates within the drop budget are ranked by the objective (latency or size); the best is rebuilt
    from its name and confirmed on held-out test views against fp32 on the same views. A candidate that

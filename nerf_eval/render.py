@@ -275,6 +275,33 @@ def sample_filter(pair: ModelPair) -> SampleFilter | None:
     return pair.meta.get(OCCUPANCY_KEY) if pair.meta else None
 
 
+PROPOSAL_KEY = "coarse_grid"  # pair.meta entry holding a DensityProposal (nerf_eval.compress.coarse_grid.DensityGrid)
+
+
+class DensityProposal(Protocol):
+    """What `render_rays` needs from a baked coarse pass in `pair.meta[PROPOSAL_KEY]`.
+
+    `density(points (..., 3)) -> (sigma (...), inside (...))`: the coarse network's density, read from a
+    table where `inside` is True; the coarse pass uses it there instead of running the network (it only
+    places the fine samples), and runs the coarse network everywhere else."""
+
+    def density(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def coarse_proposal(pair: ModelPair) -> DensityProposal | None:
+    """The pair's baked coarse pass, or None when the coarse network places the fine samples."""
+    return pair.meta.get(PROPOSAL_KEY) if pair.meta else None
+
+
+def with_coarse_network(pair: ModelPair) -> ModelPair:
+    """`pair` (the same networks, not copies) rendering its coarse pass with the coarse network even where
+    a baked proposal would answer: what calibration renders, so the coarse network is calibrated on the
+    points it stands for rather than on the few outside the proposal's box."""
+    if coarse_proposal(pair) is None:
+        return pair
+    return ModelPair(pair.coarse, pair.fine, pair.config, {k: v for k, v in pair.meta.items() if k != PROPOSAL_KEY})
+
+
 def _query_kept(net: nn.Module, config: NeRFConfig, flat_pts: torch.Tensor, views: torch.Tensor | None,
                 idx: torch.Tensor, n_samples: int, autocast_dtype: torch.dtype | None,
                 clock: StageClock | None, net_chunk: int | None = None) -> torch.Tensor:
@@ -333,6 +360,27 @@ def query_occupied(net: nn.Module, config: NeRFConfig, pts: torch.Tensor, viewdi
     return raw.reshape(n_rays, n_samples, 4)
 
 
+def _proposed_coarse(pair: ModelPair, proposal: DensityProposal, pts: torch.Tensor, viewdirs: torch.Tensor,
+                     keep: torch.Tensor | None, autocast_dtype: torch.dtype | None, clock: StageClock | None,
+                     net_chunk: int | None) -> torch.Tensor:
+    """Coarse raw (R, S, 4) with the proposal's density inside its box (zero colour logits: the coarse
+    colour is not rendered from a density table) and the coarse network outside it; samples that an
+    occupancy `keep` mask (R, S) rules out get zero density either way."""
+    with _stage(clock, "sampling"):
+        sigma, inside = proposal.density(pts)
+        outside = ~inside if keep is None else keep & ~inside
+    if bool(outside.any()):
+        raw = query_occupied(pair.coarse, pair.config, pts, viewdirs, outside, autocast_dtype, clock,
+                             net_chunk=net_chunk)
+    else:
+        raw = torch.zeros(*pts.shape[:2], 4, dtype=torch.float32, device=pts.device)
+    with _stage(clock, "compositing"):
+        if keep is not None:
+            sigma = torch.where(keep, sigma, 0.0)
+        raw[..., 3] = torch.where(inside, sigma.float(), raw[..., 3])
+    return raw
+
+
 def render_rays(pair: ModelPair, rays: Rays, settings: RenderSettings = RenderSettings(),
                 perturb: bool = False, raw_noise_std: float = 0.0, generator: torch.Generator | None = None,
                 autocast_dtype: torch.dtype | None = None, clock: StageClock | None = None) -> dict[str, torch.Tensor]:
@@ -342,7 +390,10 @@ def render_rays(pair: ModelPair, rays: Rays, settings: RenderSettings = RenderSe
     `clock` (optional) sums the time of each stage. With an accelerator in `pair.meta["occupancy"]`
     (see `SampleFilter`), each network runs only on the samples in occupied space, and the fine pass
     stops each ray once its transmittance is negligible; without one, every sample is queried.
-    Sample caps in `pair.meta["samples"]` (`SampleCaps`) lower the sample counts of `settings`.
+    Sample caps in `pair.meta["samples"]` (`SampleCaps`) lower the sample counts of `settings`. With a
+    baked coarse pass in `pair.meta["coarse_grid"]` (`DensityProposal`), the coarse density inside its box
+    is read from it instead of the coarse network; rgb0 is then not a colour (the table holds density only),
+    while depth0 and acc0 are the proposal's.
     Every batch begins with a stop point (`nerf_eval.interrupt`), where a requested Ctrl-C takes effect.
     """
     stop_point()
@@ -353,7 +404,10 @@ def render_rays(pair: ModelPair, rays: Rays, settings: RenderSettings = RenderSe
         z = stratified_samples(rays.near, rays.far, settings.n_coarse, perturb, settings.lindisp, generator)
         pts = o[:, None, :] + d[:, None, :] * z[..., None]
         keep = None if grid is None else grid.occupied(pts)
-    if keep is None:
+    proposal = coarse_proposal(pair)
+    if proposal is not None:
+        raw = _proposed_coarse(pair, proposal, pts, rays.viewdirs, keep, autocast_dtype, clock, settings.net_chunk)
+    elif keep is None:
         raw = query_network(pair.coarse, pair.config, pts, rays.viewdirs, autocast_dtype, clock, settings.net_chunk)
     else:
         raw = query_occupied(pair.coarse, pair.config, pts, rays.viewdirs, keep, autocast_dtype, clock,

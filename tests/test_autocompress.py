@@ -85,12 +85,13 @@ def test_search_picks_the_fastest_feasible_and_confirms_it(setup):
     result = search(pair, scene, cal, SearchOptions(**FAST), SMALL, progress=False)
     names = {c.name for c in result.candidates}
     assert "prune-activation-obs:0.5+int8-ptq-both" in names and "bf16" in names
-    # the two fastest, each with samples, occupancy, then both (in that order: the grid serves the samples)
+    # the two fastest, each with samples, occupancy, coarse-grid, then all three (in that order: the
+    # occupancy grid serves the capped samples)
     accelerated = [c.name for c in result.candidates if c.stage == "accelerate"]
-    assert len(accelerated) == 6
-    suffixes = ("samples", "occupancy", "samples+occupancy") * 2
+    assert len(accelerated) == 8
+    suffixes = ("samples", "occupancy", "coarse-grid", "samples+occupancy+coarse-grid") * 2
     assert all(n == s or n.endswith("+" + s) for n, s in zip(accelerated, suffixes)), accelerated
-    assert sum(n.endswith("samples+occupancy") for n in accelerated) == 2
+    assert sum(n.endswith("samples+occupancy+coarse-grid") for n in accelerated) == 2
     assert result.chosen is not None and result.chosen.confirmed_drop is not None
     assert result.chosen is rank([result.reference] + result.candidates, "speed")[0]
     for c in result.candidates:

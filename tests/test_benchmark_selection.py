@@ -31,8 +31,9 @@ def test_named_compressors_run_on_every_target():
 
 
 def test_accelerator_compositions_run_on_object_and_when_named():
-    assert collected(test="test_accelerated") == {"object-samples+occupancy", "object-occupancy+int8-ptq-both",
-                                                  "object-samples+occupancy+int8-ptq-both"}
+    assert collected(test="test_accelerated") == {
+        "object-samples+occupancy", "object-occupancy+int8-ptq-both", "object-samples+occupancy+int8-ptq-both",
+        "object-samples+occupancy+coarse-grid", "object-samples+occupancy+coarse-grid+int8-ptq-both"}
     named = collected("--nerf-compressors=fp32,samples+occupancy,occ*", test="test_accelerated")
     assert {"forward-samples+occupancy", "flower-occupancy+int8-ptq-both"} <= named
     assert not any(n.endswith("-samples+occupancy+int8-ptq-both") for n in named)

@@ -149,7 +149,7 @@ def test_autocompress_reads_its_default_search_space_from_declarations():
 
     options = SearchOptions()
     assert options.ratios == (0.0, 0.15, 0.3, 0.5) and options.mixed_budgets == (40.0,)
-    assert options.accelerators == ("samples", "occupancy")  # in registration order: the grid serves the samples
+    assert options.accelerators == ("samples", "occupancy", "coarse-grid")  # registration order: the grid serves the samples
     assert "prune-activation-obs" in REGISTRY.search("prune") and "toy-blend" not in REGISTRY.search("prune")
 
 

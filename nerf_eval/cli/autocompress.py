@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--accelerators", default=None,
                    help="accelerators appended to the fastest feasible candidates, each alone and all composed in "
                         "this order, comma-separated registry names (default: the compressors that declare the "
-                        "accelerator role, samples,occupancy; '' for none)")
+                        "accelerator role, samples,occupancy,coarse-grid; '' for none)")
     p.add_argument("--calibration-views", type=int, default=2)
     p.add_argument("--confirm-views", type=int, default=2)
     p.add_argument("--calibration-rays", type=int, default=4096)

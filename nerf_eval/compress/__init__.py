@@ -15,6 +15,7 @@ from nerf_eval.compress import mixed  # noqa: F401  (registers mixed: int8/fp32 
 from nerf_eval.compress import prune  # noqa: F401  (registers prune-activation*, prune-weight-*, prune-random)
 from nerf_eval.compress import samples  # noqa: F401  (registers samples: fewer samples per ray)
 from nerf_eval.compress import occupancy  # noqa: F401  (registers occupancy: skip empty space, stop early)
+from nerf_eval.compress import coarse_grid  # noqa: F401  (registers coarse-grid: the coarse pass as a density table)
 from nerf_eval.compress import pipeline  # noqa: F401  (registers pipeline: 'a:p+b:q' runs a then b)
 
 __all__ = ["REGISTRY", "Compressor", "CompressorSpec", "FunctionCompressor", "Param", "PipelineSpec", "Registry",

@@ -20,7 +20,7 @@ from torch import nn
 from nerf_eval.compress.params import CompressorSpec, Param, PipelineSpec, Spec, parse_spec, parse_stage
 from nerf_eval.errors import CompressorError
 from nerf_eval.model import ModelPair
-from nerf_eval.render import OCCUPANCY_KEY, SAMPLES_KEY, Rays
+from nerf_eval.render import OCCUPANCY_KEY, PROPOSAL_KEY, SAMPLES_KEY, Rays
 
 
 @runtime_checkable
@@ -280,13 +280,13 @@ def check_calibration(calibration: Rays, who: str) -> None:
 
 
 # pair.meta entries saved with a pair (nerf_eval.compress.saved) and so counted in its size: objects with
-# `to_state()` (an occupancy grid, sample caps).
-SAVED_META = (OCCUPANCY_KEY, SAMPLES_KEY)
+# `to_state()` (an occupancy grid, sample caps, a baked coarse pass).
+SAVED_META = (OCCUPANCY_KEY, SAMPLES_KEY, PROPOSAL_KEY)
 
 
 def serialized_size(module: nn.Module | ModelPair) -> int:
     """Bytes that `torch.save` writes for the state of a network or of a whole pair (scales included,
-    and a pair's occupancy grid and sample caps, which are saved with it)."""
+    and a pair's occupancy grid, sample caps and baked coarse pass, which are saved with it)."""
     nets = module.networks() if isinstance(module, ModelPair) else {"net": module}
     state = {k: v.state_dict() for k, v in nets.items()}
     extras = module.meta if isinstance(module, ModelPair) else {}

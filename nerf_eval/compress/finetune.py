@@ -20,7 +20,7 @@ from nerf_eval.compress.prune import check_nerf
 from nerf_eval.errors import CompressorError
 from nerf_eval.hardware import native_bf16
 from nerf_eval.model import ModelPair
-from nerf_eval.render import RenderSettings, render_rays
+from nerf_eval.render import RenderSettings, coarse_proposal, render_rays
 from nerf_eval.scenes.scene import Scene
 from nerf_eval.train import psnr_from_mse
 
@@ -40,6 +40,9 @@ def finetune(pair: ModelPair, scene: Scene, steps: int, batch_rays: int = 1024, 
         raise CompressorError(f"finetune: need batch_rays >= 1 and lr > 0, got {batch_rays} and {lr}")
     for name, net in pair.networks().items():
         check_nerf(net, f"finetune: {name} network")
+    if coarse_proposal(pair) is not None:
+        raise CompressorError("finetune: the pair's coarse pass is a baked density table (coarse-grid), which "
+                              "training would leave stale; fine-tune first, then bake")
     out = ModelPair(copy.deepcopy(pair.coarse), copy.deepcopy(pair.fine), pair.config, dict(pair.meta))
     if steps == 0:
         return out.eval()

@@ -43,7 +43,8 @@ from nerf_eval.compress.quantize.calibration import calibration_subset
 from nerf_eval.errors import CompressorError
 from nerf_eval.interrupt import stop_point
 from nerf_eval.model import ModelPair
-from nerf_eval.render import OCCUPANCY_KEY, Rays, RenderSettings, capped_settings, query_network, render_rays
+from nerf_eval.render import (OCCUPANCY_KEY, Rays, RenderSettings, capped_settings, query_network, render_rays,
+                              with_coarse_network)
 from nerf_eval.sampling import stratified_samples
 
 DEFAULT_RESOLUTION = 64
@@ -210,7 +211,7 @@ def bake_occupancy(pair: ModelPair, calibration: Rays, resolution: int = DEFAULT
     #    network's at the coarse samples, the fine network's at all of them.
     sub = calibration_subset(calibration, rays, seed)
     recorders = {name: _OutputRecorder(n) for name, n in pair.networks().items()}
-    plain_meta = {k: v for k, v in pair.meta.items() if k != OCCUPANCY_KEY}
+    plain_meta = {k: v for k, v in with_coarse_network(pair).meta.items() if k != OCCUPANCY_KEY}
     recording = ModelPair(recorders["coarse"], recorders.get("fine"), pair.config, plain_meta)
     with torch.inference_mode():
         for s in range(0, len(sub), settings.chunk):

@@ -21,15 +21,17 @@ from nerf_eval.checkpoint import (FINE_NONE, FINE_OWN, atomic_save, build_networ
                                   pair_from_checkpoint)
 from nerf_eval.compress.base import SAVED_META
 from nerf_eval.compress.kinds import KINDS, NetworkKind, register_kind
+from nerf_eval.compress.coarse_grid import DensityGrid
 from nerf_eval.compress.occupancy import OccupancyGrid
 from nerf_eval.errors import CheckpointError, first_line
 from nerf_eval.model import ModelPair, NeRFConfig
-from nerf_eval.render import OCCUPANCY_KEY, SAMPLES_KEY, SampleCaps
+from nerf_eval.render import OCCUPANCY_KEY, PROPOSAL_KEY, SAMPLES_KEY, SampleCaps
 
 FORMAT = "nerfcompress-compressed-v1"
 # How each pair.meta entry in SAVED_META is read back, and what a load error calls it.
 META_READERS = {OCCUPANCY_KEY: (OccupancyGrid.from_state, "occupancy grid"),
-                SAMPLES_KEY: (SampleCaps.from_state, "sample caps")}
+                SAMPLES_KEY: (SampleCaps.from_state, "sample caps"),
+                PROPOSAL_KEY: (DensityGrid.from_state, "coarse density grid")}
 
 __all__ = ["FORMAT", "KINDS", "NetworkKind", "is_compressed_file", "load_any", "load_compressed", "network_record",
            "register_kind", "save_compressed"]

@@ -17,7 +17,7 @@ from nerf_eval.compress.memo import CalibrationCache
 from nerf_eval.compress.prune.graph import check_nerf
 from nerf_eval.errors import CompressorError
 from nerf_eval.model import ModelPair, NeRF
-from nerf_eval.render import Rays, RenderSettings, render_rays
+from nerf_eval.render import Rays, RenderSettings, render_rays, with_coarse_network
 
 ENTROPY_BINS = 32
 
@@ -109,6 +109,7 @@ def calibration_statistics(pair: ModelPair, calibration: Rays, layers: list[str]
     """Per network ('coarse', 'fine') and layer, statistics of activations while rendering `calibration`.
 
     Rendering is deterministic (no jitter), so the histogram pass (for entropy) sees the same points."""
+    pair = with_coarse_network(pair)  # the coarse network's statistics, also where a table stands in for it
     nets = {k: check_nerf(v, f"{k} network") for k, v in pair.networks().items()}
     with contextlib.ExitStack() as stack:
         stats = {k: stack.enter_context(record_activations(v, layers, gram)) for k, v in nets.items()}

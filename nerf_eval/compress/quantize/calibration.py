@@ -13,7 +13,7 @@ from nerf_eval.compress.base import check_calibration
 from nerf_eval.compress.memo import CalibrationCache
 from nerf_eval.errors import CompressorError
 from nerf_eval.model import ModelPair
-from nerf_eval.render import Rays, RenderSettings, render_rays
+from nerf_eval.render import Rays, RenderSettings, render_rays, with_coarse_network
 
 OBSERVERS = ("minmax", "histogram")
 
@@ -62,7 +62,7 @@ def record_network_inputs(pair: ModelPair, rays: Rays, settings: RenderSettings 
                           ) -> dict[str, torch.Tensor]:
     """The encoded inputs (N, C) each network of `pair` receives while rendering `rays` (by network name)."""
     recorders = {name: InputRecorder(net) for name, net in pair.networks().items()}
-    recording = ModelPair(recorders["coarse"], recorders.get("fine"), pair.config, pair.meta)
+    recording = ModelPair(recorders["coarse"], recorders.get("fine"), pair.config, with_coarse_network(pair).meta)
     with torch.inference_mode():
         for s in range(0, len(rays), settings.chunk):
             render_rays(recording, rays[s:s + settings.chunk], settings)
