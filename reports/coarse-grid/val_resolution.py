@@ -5,7 +5,6 @@ e.g. samples or samples:32:coarse=32), both rendered here; the test views are le
 """
 import sys
 
-import torch
 
 from nerf_eval.checkpoint import load_checkpoint
 from nerf_eval.compress import get_compressor
