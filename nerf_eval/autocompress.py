@@ -18,7 +18,7 @@ Every candidate therefore has a registry name that rebuilds it exactly.
    a slice of them. Then every precision on the fastest pruned points within the budget, then
    `mixed` on fp32 and the best pruned point, and last every accelerator (`samples`: fewer samples
    per ray; `occupancy`: skip empty space, stop rays early; `coarse-grid`: the coarse pass read from a
-   table), then all of them composed, appended to the
+   table), then all of them composed at every sample budget `samples` declares, appended to the
    fastest feasible candidates so far, as time allows.
 3. Candidates within the drop budget are ranked by the objective (latency or size); the best is rebuilt
    from its name and confirmed on held-out test views against fp32 on the same views. A candidate that
@@ -34,7 +34,7 @@ import itertools
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 from tqdm.auto import tqdm
 
@@ -72,7 +72,7 @@ class SearchOptions:
     precisions: tuple[str, ...] = PRECISIONS
     mixed_budgets: tuple[float, ...] | None = None  # None: the `mixed` budget's declared search axis (40)
     stage2_points: int = 4
-    accelerators: tuple[str, ...] | None = None  # None: the compressors declaring the accelerator role
+    accelerators: tuple[str, ...] | None = None  # None: the accelerator-role compressors at their search points
     accelerate_points: int = 2
     confirm_tries: int = 3
     calibration_views: int = 2
@@ -99,7 +99,8 @@ class SearchOptions:
             object.__setattr__(self, "mixed_budgets", tuple(v for base in REGISTRY.search("mixed")
                                                             for v in REGISTRY.spec(base).param("budget").search))
         if self.accelerators is None:
-            object.__setattr__(self, "accelerators", tuple(REGISTRY.search("accelerator")))
+            object.__setattr__(self, "accelerators", tuple(name for base in REGISTRY.search("accelerator")
+                                                           for name in REGISTRY.search_points(base)))
         unknown = set(self.precisions) - set(PRECISIONS)
         if unknown:
             raise NerfEvalError(f"autocompress: unknown precisions {sorted(unknown)}; choose from {PRECISIONS}")
@@ -378,14 +379,30 @@ def search(pair: ModelPair, scene: Scene, calibration: Rays, options: SearchOpti
                         s.views, confirm_views, fp32_psnr, s.spec)
 
 
+def accelerator_variants(names: Iterable[str]) -> list[str]:
+    """What the accelerate stage appends to each base, from accelerator names grouped by their registry
+    base (`samples`, `samples:32:coarse=32`, `occupancy`, `coarse-grid`): each group's first name alone,
+    then one name of every group composed in the order given, for every combination
+    (`samples+occupancy+coarse-grid`, `samples:32:coarse=32+occupancy+coarse-grid`), without repeats."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        spec = REGISTRY.parse(name)
+        key = spec.base if isinstance(spec, CompressorSpec) else name
+        groups.setdefault(key, []).append(name)
+    variants = [group[0] for group in groups.values()]
+    for combo in itertools.product(*groups.values()) if groups else ():
+        name = SEPARATOR.join(combo)
+        if name not in variants:
+            variants.append(name)
+    return variants
+
+
 def _accelerate_stage(s: _Search) -> None:
-    """The fastest feasible candidates so far (fp32 included), each with every accelerator appended last,
-    then with all of them in the order given (`samples:64+occupancy`): an occupancy grid is a snapshot of
-    the final model's density, so it follows pruning and precision."""
+    """The fastest feasible candidates so far (fp32 included), each with the accelerators appended last
+    (`accelerator_variants`: each alone, then composed at every search point): an occupancy grid or a
+    coarse-density table is a snapshot of the final model, so it follows pruning and precision."""
     bases = rank([s.reference] + s.candidates, "speed")[:s.options.accelerate_points]
-    accelerators = list(s.options.accelerators)
-    if len(accelerators) > 1:
-        accelerators.append(SEPARATOR.join(accelerators))
+    accelerators = accelerator_variants(s.options.accelerators)
     for base in bases:
         for accelerator in accelerators:
             if s.out_of_time():

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from nerf_eval.autocompress import (Candidate, SearchOptions, _precision_variants, candidate_name, pareto_front,
-                                    rank, search)
+from nerf_eval.autocompress import (Candidate, SearchOptions, _precision_variants, accelerator_variants, candidate_name,
+                                    pareto_front, rank, search)
 from nerf_eval.checkpoint import save_checkpoint
 from nerf_eval.cli import main
 from nerf_eval.compress import get_compressor
@@ -82,20 +82,30 @@ def test_pareto_front_and_rank():
 def test_search_picks_the_fastest_feasible_and_confirms_it(setup):
     _, scene, pair, _ = setup
     cal = scene.sample_rays(256, "train", 0)
-    result = search(pair, scene, cal, SearchOptions(**FAST), SMALL, progress=False)
+    accelerators = ("samples", "samples:32:coarse=32", "occupancy", "coarse-grid")
+    result = search(pair, scene, cal, SearchOptions(**FAST, accelerators=accelerators), SMALL, progress=False)
     names = {c.name for c in result.candidates}
     assert "prune-activation-obs:0.5+int8-ptq-both" in names and "bf16" in names
-    # the two fastest, each with samples, occupancy, coarse-grid, then all three (in that order: the
-    # occupancy grid serves the capped samples)
+    # the two fastest, each with samples, occupancy, coarse-grid, then all three at each sample budget (in that
+    # order: the occupancy grid serves the capped samples)
     accelerated = [c.name for c in result.candidates if c.stage == "accelerate"]
-    assert len(accelerated) == 8
-    suffixes = ("samples", "occupancy", "coarse-grid", "samples+occupancy+coarse-grid") * 2
+    assert len(accelerated) == 10
+    suffixes = ("samples", "occupancy", "coarse-grid", "samples+occupancy+coarse-grid",
+                "samples:32:coarse=32+occupancy+coarse-grid") * 2
     assert all(n == s or n.endswith("+" + s) for n, s in zip(accelerated, suffixes)), accelerated
-    assert sum(n.endswith("samples+occupancy+coarse-grid") for n in accelerated) == 2
     assert result.chosen is not None and result.chosen.confirmed_drop is not None
     assert result.chosen is rank([result.reference] + result.candidates, "speed")[0]
     for c in result.candidates:
         assert c.error is None and math.isfinite(c.psnr) and c.size_bytes > 0
+
+
+def test_accelerator_variants_compose_one_of_each_base_at_every_budget():
+    assert accelerator_variants(["samples", "samples:32:coarse=32", "occupancy", "coarse-grid"]) == [
+        "samples", "occupancy", "coarse-grid", "samples+occupancy+coarse-grid",
+        "samples:32:coarse=32+occupancy+coarse-grid"]
+    assert accelerator_variants(["occupancy"]) == ["occupancy"]
+    assert accelerator_variants(["samples", "samples:32"]) == ["samples", "samples:32"]
+    assert accelerator_variants([]) == []
 
 
 def test_tight_budget_stops_early(setup):

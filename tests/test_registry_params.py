@@ -149,7 +149,11 @@ def test_autocompress_reads_its_default_search_space_from_declarations():
 
     options = SearchOptions()
     assert options.ratios == (0.0, 0.15, 0.3, 0.5) and options.mixed_budgets == (40.0,)
-    assert options.accelerators == ("samples", "occupancy", "coarse-grid")  # registration order: the grid serves the samples
+    # registration order (the occupancy grid serves the capped samples), each at its declared search points
+    assert options.accelerators == ("samples", "samples:coarse=32", "samples:48", "samples:48:coarse=32", "samples:32",
+                                    "samples:32:coarse=32", "occupancy", "coarse-grid")
+    assert REGISTRY.search_points("occupancy") == ["occupancy"]  # declares no search values
+    assert REGISTRY.search_points("mixed") == ["mixed"]  # its one search value is the default, left unwritten
     assert "prune-activation-obs" in REGISTRY.search("prune") and "toy-blend" not in REGISTRY.search("prune")
 
 

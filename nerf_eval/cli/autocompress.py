@@ -29,9 +29,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="per-network precisions tried, from fp32,bf16,int8 (default: all three, without bf16 where "
                         "this CPU emulates it)")
     p.add_argument("--accelerators", default=None,
-                   help="accelerators appended to the fastest feasible candidates, each alone and all composed in "
-                        "this order, comma-separated registry names (default: the compressors that declare the "
-                        "accelerator role, samples,occupancy,coarse-grid; '' for none)")
+                   help="accelerators appended to the fastest feasible candidates, comma-separated registry names: "
+                        "the first of each base alone, then one of each base composed in this order, for every "
+                        "combination (default: the compressors that declare the accelerator role at their search "
+                        "points, samples at 64/48/32 fine and default/32 coarse samples, occupancy, coarse-grid; "
+                        "'' for none)")
     p.add_argument("--calibration-views", type=int, default=2)
     p.add_argument("--confirm-views", type=int, default=2)
     p.add_argument("--calibration-rays", type=int, default=4096)

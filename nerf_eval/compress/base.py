@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import io
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol, runtime_checkable
 
@@ -209,6 +210,21 @@ class Registry:
         """Base names that declare the autocompress role `role`, in registration order."""
         self._ensure_discovered()
         return [base for base, reg in self._entries.items() if reg.search == role]
+
+    def search_points(self, base: str) -> list[str]:
+        """Canonical names of `base` at every combination of its parameters' declared search values, the
+        defaults first (a value equal to its default is not written): `samples` declares fine samples
+        64, 48, 32 and coarse 0 (as the settings say), 32, so `samples`, `samples:48`, ... `samples:32:coarse=32`.
+        Just `base` when it declares none."""
+        params = self.params_of(base)
+        axes = [p for p in params if p.search]
+        names = []
+        for combo in itertools.product(*(p.search for p in axes)):
+            values = {p.name: v for p, v in zip(axes, combo) if v != p.default}
+            name = str(self.spec(base, **values))
+            if name not in names:
+                names.append(name)
+        return names or [base]
 
     def available(self) -> list[str]:
         """Concrete names (with default parameters) in registration order."""

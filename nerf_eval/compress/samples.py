@@ -24,6 +24,11 @@ from nerf_eval.model import ModelPair
 from nerf_eval.render import SAMPLES_KEY, Rays, SampleCaps
 
 DEFAULT_FINE = 64
+# The budgets autocompress tries (every combination, on val views): the scenes here chose 64 fine samples
+# (object), 48 fine + 32 coarse (forward, with coarse-grid) and 32 + 32 (flower) on their val views
+# (reports/sample-budget, reports/coarse-grid).
+SEARCH_FINE = (DEFAULT_FINE, 48, 32)
+SEARCH_COARSE = (0, 32)
 SAMPLES_GATES = {"psnr_drop": 0.1, "worst_psnr_drop": 0.2, "ssim_drop": 0.002}
 
 
@@ -35,9 +40,9 @@ def capped_pair(pair: ModelPair, caps: SampleCaps) -> ModelPair:
 
 PARAMS = (
     Param("fine", int, DEFAULT_FINE, low=0, high=4096, positional=True, help="fine samples per ray",
-          search=(DEFAULT_FINE,)),
+          search=SEARCH_FINE),
     Param("coarse", int, 0, low=0, high=4096,
-          help="coarse samples per ray (0: as the render settings say; otherwise at least 3)"),
+          help="coarse samples per ray (0: as the render settings say; otherwise at least 3)", search=SEARCH_COARSE),
 )
 
 
