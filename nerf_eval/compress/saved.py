@@ -20,8 +20,8 @@ from torch import nn
 from nerf_eval.checkpoint import (FINE_NONE, FINE_OWN, atomic_save, build_network, load_torch_file,
                                   pair_from_checkpoint)
 from nerf_eval.compress.base import SAVED_META
-from nerf_eval.compress.kinds import KINDS, NetworkKind, register_kind
 from nerf_eval.compress.coarse_grid import DensityGrid
+from nerf_eval.compress.kinds import KINDS, NetworkKind, register_kind
 from nerf_eval.compress.occupancy import OccupancyGrid
 from nerf_eval.errors import CheckpointError, first_line
 from nerf_eval.model import ModelPair, NeRFConfig
