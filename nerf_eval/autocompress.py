@@ -18,7 +18,8 @@ Every candidate therefore has a registry name that rebuilds it exactly.
    a slice of them. Then every precision on the fastest pruned points within the budget, then
    `mixed` on fp32 and the best pruned point, and last every accelerator (`samples`: fewer samples
    per ray; `occupancy`: skip empty space, stop rays early; `coarse-grid`: the coarse pass read from a
-   table), then all of them composed at every sample budget `samples` declares, appended to the
+   table), then all of them composed at every sample budget `samples` declares (30% of the budget is
+   kept for this last stage: `accelerate_share`), appended to the
    fastest feasible candidates so far, as time allows.
 3. Candidates within the drop budget are ranked by the objective (latency or size); the best is rebuilt
    from its name and confirmed on held-out test views against fp32 on the same views. A candidate that
@@ -74,6 +75,7 @@ class SearchOptions:
     stage2_points: int = 4
     accelerators: tuple[str, ...] | None = None  # None: the accelerator-role compressors at their search points
     accelerate_points: int = 2
+    accelerate_share: float = 0.3  # of the budget kept for the accelerate stage (when there are accelerators)
     confirm_tries: int = 3
     calibration_views: int = 2
     confirm_views: int = 2
@@ -87,6 +89,9 @@ class SearchOptions:
             raise NerfEvalError(f"autocompress: unknown objective {self.objective!r}; choose one of {OBJECTIVES}")
         if not self.budget_s > 0:
             raise NerfEvalError(f"autocompress: the time budget must be positive, got {self.budget_s} s")
+        if not 0.0 <= self.accelerate_share < 1.0:
+            raise NerfEvalError(f"autocompress: the accelerate stage's share of the budget must be in [0, 1), "
+                                f"got {self.accelerate_share}")
         rules = REGISTRY.search("prune")
         if self.prune_rule not in rules:
             raise NerfEvalError(f"autocompress: {self.prune_rule!r} is not a pruning compressor; "
@@ -273,11 +278,15 @@ class _Search:
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
 
-    def out_of_time(self) -> bool:
-        """True once the budget, less what confirmation needs (about three fp32 measurements), is spent."""
-        if self.elapsed() + 3 * self.reference_cost > self.options.budget_s:
-            self.stopped_early = True
-        return self.stopped_early
+    def out_of_time(self, final_stage: bool = False) -> bool:
+        """True once the budget, less what confirmation needs (about three fp32 measurements), is spent;
+        before the final (accelerate) stage also less the share of it kept for that stage
+        (`SearchOptions.accelerate_share`, when there are accelerators): it runs last, on the fastest
+        candidates found, and would otherwise get nothing whenever the earlier stages fill the budget."""
+        keep = 0.0 if final_stage or not self.options.accelerators else self.options.accelerate_share
+        late = self.elapsed() + 3 * self.reference_cost > self.options.budget_s * (1.0 - keep)
+        self.stopped_early = self.stopped_early or late
+        return late
 
     def _measure(self, cand: Candidate, pair: ModelPair) -> Candidate:
         """Quality and size (`nerf_eval.measure.quality`, without ꟻLIP: the search ranks on PSNR) and the
@@ -405,7 +414,7 @@ def _accelerate_stage(s: _Search) -> None:
     accelerators = accelerator_variants(s.options.accelerators)
     for base in bases:
         for accelerator in accelerators:
-            if s.out_of_time():
+            if s.out_of_time(final_stage=True):
                 return
             name = accelerator if base is s.reference else SEPARATOR.join((base.name, accelerator))
             s.add(Candidate(name, "accelerate", dict(base.ratios), base.precision),

@@ -115,6 +115,20 @@ def test_tight_budget_stops_early(setup):
     assert result.stopped_early and result.candidates == []
 
 
+def test_the_accelerate_stage_keeps_its_share_of_the_budget(setup, monkeypatch):
+    """80% of the budget spent before the search starts: every earlier stage is out of its 70%, and the
+    accelerators still run (on fp32, the only base), within the full budget."""
+    _, scene, pair, _ = setup
+    cal = scene.sample_rays(128, "train", 0)
+    monkeypatch.setattr("nerf_eval.autocompress._Search.elapsed", lambda self: 0.8 * self.options.budget_s)
+    options = SearchOptions(**{**FAST, "budget_s": 1e6, "accelerators": ("samples", "occupancy")})
+    result = search(pair, scene, cal, options, SMALL, progress=False)
+    assert result.stopped_early
+    assert [c.name for c in result.candidates] == ["samples", "occupancy", "samples+occupancy"]
+    with pytest.raises(NerfEvalError, match="share of the budget"):
+        SearchOptions(accelerate_share=1.0)
+
+
 def test_bad_options():
     with pytest.raises(NerfEvalError, match="max-drop"):
         SearchOptions(max_drop=-1)
