@@ -65,6 +65,8 @@ def test_the_table_interpolates_between_its_vertices_and_knows_its_box():
     for bad in (torch.zeros(1, 2, 2), -torch.ones(2, 2, 2), torch.full((2, 2, 2), math.inf)):
         with pytest.raises(ValueError, match="density grid"):
             DensityGrid(torch.zeros(3), torch.ones(3), bad)
+    with pytest.raises(ValueError, match="density grid bounds must be finite with upper > lower"):
+        DensityGrid(torch.zeros(3), torch.zeros(3), values)
 
 
 def test_the_coarse_pass_reads_the_table_and_renders_the_same_image():

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from nerf_eval.compress.base import FunctionCompressor, check_calibration, register
-from nerf_eval.compress.occupancy import calibration_bounds
+from nerf_eval.compress.occupancy import calibration_bounds, checked_box
 from nerf_eval.compress.params import CompressorSpec, Param
 from nerf_eval.errors import CompressorError
 from nerf_eval.interrupt import stop_point
@@ -63,14 +63,7 @@ class DensityGrid:
     _volumes: dict[torch.device, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.lower = torch.as_tensor(self.lower, dtype=torch.float32).reshape(-1)
-        self.upper = torch.as_tensor(self.upper, dtype=torch.float32).reshape(-1)
-        if self.lower.numel() != 3 or self.upper.numel() != 3:
-            raise ValueError("density grid bounds need 3 values each")
-        if not (torch.isfinite(self.lower).all() and torch.isfinite(self.upper).all()
-                and (self.upper > self.lower).all()):
-            raise ValueError(f"density grid bounds must be finite with upper > lower: "
-                             f"{self.lower.tolist()} .. {self.upper.tolist()}")
+        self.lower, self.upper = checked_box(self.lower, self.upper, "density grid")
         if (not isinstance(self.values, torch.Tensor) or not self.values.is_floating_point()
                 or self.values.dim() != 3 or min(self.values.shape) < 2):
             raise ValueError("density grid values must be a 3-D float tensor with at least 2 vertices a side")

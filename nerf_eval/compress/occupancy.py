@@ -61,6 +61,18 @@ STATE_FORMAT = "occupancy-grid-v1"
 _POINTS_PER_BATCH = 65536
 
 
+def checked_box(lower: Any, upper: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The corners of a grid's box as fp32 (3,) tensors; ValueError naming `what` (e.g. "occupancy grid")
+    unless both have 3 finite values with upper > lower."""
+    lower = torch.as_tensor(lower, dtype=torch.float32).reshape(-1)
+    upper = torch.as_tensor(upper, dtype=torch.float32).reshape(-1)
+    if lower.numel() != 3 or upper.numel() != 3:
+        raise ValueError(f"{what} bounds need 3 values each")
+    if not (torch.isfinite(lower).all() and torch.isfinite(upper).all() and (upper > lower).all()):
+        raise ValueError(f"{what} bounds must be finite with upper > lower: {lower.tolist()} .. {upper.tolist()}")
+    return lower, upper
+
+
 @dataclass(eq=False)
 class OccupancyGrid:
     """A boolean grid over the box [lower, upper] (3,): `cells[i, j, k]` says whether cell (i, j, k)
@@ -76,14 +88,7 @@ class OccupancyGrid:
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.lower = torch.as_tensor(self.lower, dtype=torch.float32).reshape(-1)
-        self.upper = torch.as_tensor(self.upper, dtype=torch.float32).reshape(-1)
-        if self.lower.numel() != 3 or self.upper.numel() != 3:
-            raise ValueError("occupancy grid bounds need 3 values each")
-        if not (torch.isfinite(self.lower).all() and torch.isfinite(self.upper).all()
-                and (self.upper > self.lower).all()):
-            raise ValueError(f"occupancy grid bounds must be finite with upper > lower: "
-                             f"{self.lower.tolist()} .. {self.upper.tolist()}")
+        self.lower, self.upper = checked_box(self.lower, self.upper, "occupancy grid")
         if self.cells.dtype != torch.bool or self.cells.dim() != 3 or min(self.cells.shape) < 1:
             raise ValueError(f"occupancy cells must be a 3-D bool tensor, got {self.cells.dtype} "
                              f"{tuple(self.cells.shape)}")
