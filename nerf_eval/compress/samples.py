@@ -24,9 +24,9 @@ from nerf_eval.model import ModelPair
 from nerf_eval.render import SAMPLES_KEY, Rays, SampleCaps
 
 DEFAULT_FINE = 64
-# The budgets autocompress tries (every combination, on val views): the scenes here chose 64 fine samples
-# (object), 48 fine + 32 coarse (forward, with coarse-grid) and 32 + 32 (flower) on their val views
-# (reports/sample-budget, reports/coarse-grid).
+# The budgets autocompress tries (every combination, on val views): composed with occupancy and coarse-grid,
+# the scenes here chose 48 fine + 32 coarse (object, forward) and 32 + 32 (flower) on their val views
+# (reports/sample-budget, reports/coarse-grid/val-budget.log).
 SEARCH_FINE = (DEFAULT_FINE, 48, 32)
 SEARCH_COARSE = (0, 32)
 SAMPLES_GATES = {"psnr_drop": 0.1, "worst_psnr_drop": 0.2, "ssim_drop": 0.002}

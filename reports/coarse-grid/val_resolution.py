@@ -5,25 +5,14 @@ e.g. samples or samples:32:coarse=32), both rendered here; the test views are le
 """
 import sys
 
-
-from nerf_eval.checkpoint import load_checkpoint
 from nerf_eval.compress import get_compressor
-from nerf_eval.hardware import machine_summary
-from nerf_eval.measure import calibration_batch
 from nerf_eval.metrics import psnr
-from nerf_eval.render import RenderSettings, render_chunked
-from nerf_eval.scenes import load_scene
+from nerf_eval.render import render_chunked
+from val_setup import val_setup
 
 scene_spec, ckpt, scale, base = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 resolutions = [int(r) for r in sys.argv[5].split(",")]
-scene = load_scene(scene_spec)
-scene = scene.rescaled(scale) if scale != 1.0 else scene
-pair = load_checkpoint(ckpt).eval()
-calibration = calibration_batch(scene, 4096)  # as nerf-eval report's default
-views = list(scene.subset("val"))
-settings = RenderSettings(white_bkgd=scene.white_bkgd)
-print(f"{scene_spec} val views {views}, {settings.n_coarse}+{settings.n_fine} samples asked, on {machine_summary()}",
-      flush=True)
+scene, pair, calibration, views, settings = val_setup(scene_spec, ckpt, scale)
 
 
 def val_psnr(model):
