@@ -102,6 +102,24 @@ def atomic_write_text(text: str, path: str | Path) -> Path:
 
 
 @contextlib.contextmanager
+def _temporary_sibling(out: Path) -> Iterator[Path]:
+    """A fresh hidden directory beside `out` (mode 755, like an ordinary one), removed when the block ends
+    however it ends; what the block moved out of it stays where it went. Creation and removal hold back
+    signals, so an interrupt leaves no stray temporary."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp: Path | None = None
+    try:
+        with deferred_signals():
+            tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+            tmp.chmod(0o755)  # mkdtemp makes it private; a finished directory is an ordinary one
+        yield tmp
+    finally:
+        with deferred_signals():
+            if tmp is not None and tmp.exists():
+                _remove(tmp)
+
+
+@contextlib.contextmanager
 def atomic_directory_swap(out: Path) -> Iterator[Path]:
     """A fresh hidden sibling directory to fill; when the block ends normally it replaces `out`.
 
@@ -109,12 +127,7 @@ def atomic_directory_swap(out: Path) -> Iterator[Path]:
     signals held back; if the second rename fails the old one is renamed back. A failed or interrupted
     block leaves `out` untouched and removes the temporary directory."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp: Path | None = None
-    try:
-        with deferred_signals():
-            tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-            tmp.chmod(0o755)  # mkdtemp makes it private; the finished directory is an ordinary one
+    with _temporary_sibling(out) as tmp:
         yield tmp
         with deferred_signals():
             aside = None
@@ -130,10 +143,6 @@ def atomic_directory_swap(out: Path) -> Iterator[Path]:
                 raise
             if aside is not None:
                 _remove(aside)
-    finally:
-        with deferred_signals():
-            if tmp is not None and tmp.exists():
-                _remove(tmp)
 
 
 @contextlib.contextmanager
@@ -143,17 +152,9 @@ def atomic_files_into(out: Path) -> Iterator[Path]:
     with all of the new files or none of them. Files of `out` that the block did not write stay (a
     `--force` into a non-empty directory); a failed or interrupted block removes the temporary one."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp: Path | None = None
-    try:
-        with deferred_signals():
-            tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    with _temporary_sibling(out) as tmp:
         yield tmp
         with deferred_signals():
             out.mkdir(exist_ok=True)
             for f in sorted(tmp.iterdir()):
                 os.replace(f, out / f.name)
-    finally:
-        with deferred_signals():
-            if tmp is not None and tmp.exists():
-                _remove(tmp)
