@@ -1,5 +1,14 @@
 """Errors the library raises for bad input; each message is one line naming the file or value."""
 
+import tokenize
+import zipfile
+
+
+# What np.load raises for a damaged .npy or .npz file: it parses an .npy header with ast.literal_eval and,
+# when that fails, re-reads it with tokenize, so a garbled header raises SyntaxError or tokenize.TokenError;
+# a damaged archive, zipfile.BadZipFile.
+NUMPY_FILE_ERRORS = (ValueError, SyntaxError, tokenize.TokenError, OSError, EOFError, zipfile.BadZipFile)
+
 
 class NerfEvalError(ValueError):
     """Base class: a user-facing, one-line error (the CLI prints it without a traceback)."""

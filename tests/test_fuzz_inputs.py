@@ -132,6 +132,21 @@ def write_files(files: dict[str, bytes]) -> Path:
     return root
 
 
+def loads_or_is_refused(files: dict[str, bytes], load, refusal: type[Exception], usable, open_name: str = "") -> None:
+    """Write `files` into a fresh directory and `load` it (the directory, or `open_name` in it): either the
+    loader refuses with one line naming what it opened, or what it returns passes `usable`."""
+    root = write_files(files)
+    path = root / open_name if open_name else root
+    try:
+        loaded = load(path)
+    except refusal as e:
+        one_line(e, str(path))
+    else:
+        usable(loaded)
+    finally:
+        shutil.rmtree(root)
+
+
 def test_unmutated_blender_scene_loads():
     root = write_files(BLENDER)
     try:
@@ -156,15 +171,7 @@ def test_mutated_blender_scene_loads_or_is_refused_in_one_line(data):
         files[name] = garble(files[name], data.draw)
     kwargs = data.draw(st.fixed_dictionaries({}, optional={"near": st.floats(allow_nan=True),
                                                            "far": st.floats(allow_nan=True)}))
-    root = write_files(files)
-    try:
-        scene = load_blender(root, **kwargs)
-    except SceneError as e:
-        one_line(e, str(root))
-    else:
-        usable_scene(scene)
-    finally:
-        shutil.rmtree(root)
+    loads_or_is_refused(files, lambda root: load_blender(root, **kwargs), SceneError, usable_scene)
 
 
 # --- LLFF ------------------------------------------------------------------------------------------
@@ -246,15 +253,7 @@ def test_mutated_llff_scene_loads_or_is_refused_in_one_line(data):
                                                        "bd_factor": st.sampled_from([None, 0.75, 0.0, -1.0,
                                                                                      float("nan")]),
                                                        "ndc": st.booleans(), "recenter": st.booleans()}))
-    root = write_files(files)
-    try:
-        scene = load_llff(root, **kwargs)
-    except SceneError as e:
-        one_line(e, str(root))
-    else:
-        usable_scene(scene)
-    finally:
-        shutil.rmtree(root)
+    loads_or_is_refused(files, lambda root: load_llff(root, **kwargs), SceneError, usable_scene)
 
 
 # --- tiny-NeRF .npz --------------------------------------------------------------------------------
@@ -285,17 +284,7 @@ def test_mutated_npz_scene_loads_or_is_refused_in_one_line(data):
     np.savez(buf, **arrays)
     raw = buf.getvalue() if target != "raw" else garble(buf.getvalue(), data.draw)
     kwargs = data.draw(st.fixed_dictionaries({}, optional={"near": numbers, "far": numbers}))
-    root = Path(tempfile.mkdtemp(prefix="fuzz-"))
-    path = root / "s.npz"
-    path.write_bytes(raw)
-    try:
-        scene = load_npz(path, **kwargs)
-    except SceneError as e:
-        one_line(e, str(path))
-    else:
-        usable_scene(scene)
-    finally:
-        shutil.rmtree(root)
+    loads_or_is_refused({"s.npz": raw}, lambda path: load_npz(path, **kwargs), SceneError, usable_scene, "s.npz")
 
 
 # --- checkpoints -----------------------------------------------------------------------------------
@@ -369,17 +358,7 @@ def test_mutated_checkpoint_loads_or_is_refused_in_one_line(data):
     buf = io.BytesIO()
     torch.save(obj, buf)
     raw = buf.getvalue() if obj is not FLOAT else garble(buf.getvalue(), data.draw)
-    root = Path(tempfile.mkdtemp(prefix="fuzz-"))
-    path = root / "m.tar"
-    path.write_bytes(raw)
-    try:
-        pair = load_checkpoint(path)
-    except CheckpointError as e:
-        one_line(e, str(path))
-    else:
-        usable_pair(pair)
-    finally:
-        shutil.rmtree(root)
+    loads_or_is_refused({"m.tar": raw}, load_checkpoint, CheckpointError, usable_pair, "m.tar")
 
 
 @pytest.fixture(scope="module")
@@ -432,16 +411,6 @@ def test_mutated_compressed_model_loads_or_is_refused_in_one_line(compressed, da
             parent[path_[-1]] = value
         else:
             parent[path_[-1]] = data.draw(entry_values)
-    root = Path(tempfile.mkdtemp(prefix="fuzz-"))
-    path = root / "c.pt"
     buf = io.BytesIO()
     torch.save(obj, buf)
-    path.write_bytes(buf.getvalue())
-    try:
-        pair = load_any(path)
-    except CheckpointError as e:
-        one_line(e, str(path))
-    else:
-        usable_pair(pair)
-    finally:
-        shutil.rmtree(root)
+    loads_or_is_refused({"c.pt": buf.getvalue()}, load_any, CheckpointError, usable_pair, "c.pt")

@@ -1,7 +1,9 @@
 """Scene loaders (Blender, LLFF, tiny-NeRF .npz) on small files written here, and their one-line errors."""
 
+import io
 import json
 import math
+import zipfile
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -431,6 +433,50 @@ def test_blender_bad_depth_file(tmp_path, content, pattern):
     with pytest.raises(SceneError, match=pattern) as e:
         load_blender(tmp_path)
     assert "r_0_depth.npy" in one_line(e)
+
+
+def npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def garbled_header(arr: np.ndarray) -> bytes:
+    """An .npy file whose header dict is cut by NUL bytes: np.load's header parser raises SyntaxError, then
+    tokenize.TokenError, neither of them a ValueError."""
+    raw = bytearray(npy_bytes(arr))
+    raw[58:61] = b"\x00\x00\x00"
+    return bytes(raw)
+
+
+def test_npy_files_with_a_garbled_header_are_one_line_errors(tmp_path):
+    write_blender(make_scene("object", size=8)[0], tmp_path / "blender")
+    depth = tmp_path / "blender" / "train" / "r_0_depth.npy"
+    depth.write_bytes(garbled_header(np.load(depth)))
+    with pytest.raises(SceneError, match="not a readable .npy depth map") as e:
+        load_blender(tmp_path / "blender")
+    assert "r_0_depth.npy" in one_line(e)
+    write_llff(tmp_path / "llff", forward_poses(2))
+    poses = tmp_path / "llff" / "poses_bounds.npy"
+    poses.write_bytes(garbled_header(np.load(poses)))
+    with pytest.raises(SceneError, match="not a readable") as e:
+        load_llff(tmp_path / "llff", factor=1)
+    assert "poses_bounds.npy" in one_line(e)
+    arrays = write_npz(tmp_path / "s.npz")
+    with zipfile.ZipFile(tmp_path / "s.npz", "w") as z:  # the same archive with a damaged member
+        for name, arr in arrays.items():
+            z.writestr(f"{name}.npy", garbled_header(arr) if name == "poses" else npy_bytes(arr))
+    with pytest.raises(SceneError, match="corrupt array") as e:
+        load_npz(tmp_path / "s.npz")
+    assert "s.npz" in one_line(e)
+
+
+@pytest.mark.parametrize("bounds", [{"far": 3.5e38}, {"near": 3.4e38, "far": 3.4028234663852894e38}])
+def test_bounds_beyond_float32_are_one_line_errors(tmp_path, bounds):
+    write_npz(tmp_path / "s.npz")
+    with pytest.raises(SceneError, match="beyond float32's range") as e:
+        load_npz(tmp_path / "s.npz", **bounds)
+    assert "s.npz" in one_line(e)
 
 
 # --- issue 20: every value a loader reads is checked ---------------------------------------------

@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from nerf_eval.atomic import atomic_write_bytes
+from nerf_eval.errors import NUMPY_FILE_ERRORS
 from nerf_eval.model import ModelPair
 
 VERSION = "nerfcompress-eval-v2"  # v2: entries hold per-view metrics and the raw means
@@ -83,7 +83,7 @@ class EvalCache:
             with np.load(path, allow_pickle=False) as data:
                 metrics = json.loads(str(data["metrics"]))
                 arrays = {k: data[k] for k in data.files if k != "metrics"}
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
+        except (*NUMPY_FILE_ERRORS, KeyError):  # json.JSONDecodeError is a ValueError
             return None
         self._memory[key] = (metrics, arrays)
         return self._memory[key]

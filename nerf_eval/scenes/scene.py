@@ -76,6 +76,8 @@ class Scene:
         for name, value in (("focal", self.focal), ("near", self.near), ("far", self.far)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise SceneError(f"{where}: {name} is {value!r}, not a finite number")
+            if abs(value) > torch.finfo(torch.float32).max:  # rays and samples are float32 tensors
+                raise SceneError(f"{where}: {name} is {value:g}, beyond float32's range")
         if self.focal <= 0:
             raise SceneError(f"{where}: focal length must be positive, got {self.focal:g}")
         if not 0.0 <= self.near < self.far:
