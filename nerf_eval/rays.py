@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import torch
 
+# The near plane of NDC rays (z = -NDC_NEAR), as nerf-pytorch: LLFF poses are scaled so that the nearest
+# scene depth is 1 / bd_factor > 1, which puts every forward-facing camera in front of this plane.
+NDC_NEAR = 1.0
+
 
 def get_rays(height: int, width: int, focal: float, c2w: torch.Tensor,
              cx: float | None = None, cy: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -279,6 +279,21 @@ def test_llff_unreadable_poses_bounds(tmp_path):
     one_line(e)
 
 
+def test_llff_camera_beyond_the_ndc_near_plane(tmp_path):
+    """A view whose near bound is a millionth of the others' scales the cameras by a million: in NDC that
+    camera stands beyond the near plane and its rays come out infinite; the loader refuses it in one line
+    and the same scene loads without NDC."""
+    write_llff(tmp_path, forward_poses(4))
+    rows = np.load(tmp_path / "poses_bounds.npy")
+    rows[2, 15] = 2e-6
+    np.save(tmp_path / "poses_bounds.npy", rows)
+    with pytest.raises(SceneError, match="beyond the NDC near plane") as e:
+        load_llff(tmp_path, factor=1)
+    assert "poses_bounds.npy" in one_line(e) and "ndc=False" in one_line(e)
+    scene = load_llff(tmp_path, factor=1, ndc=False)
+    assert torch.isfinite(scene.rays(0).origins).all()
+
+
 def test_llff_count_mismatch(tmp_path):
     write_llff(tmp_path, forward_poses(3))
     (tmp_path / "images" / "IMG_002.png").unlink()

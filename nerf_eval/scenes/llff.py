@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from nerf_eval.errors import NUMPY_FILE_ERRORS, SceneError, first_line
+from nerf_eval.rays import NDC_NEAR
 from nerf_eval.scenes.blender import read_image
 from nerf_eval.scenes.scene import Scene
 
@@ -118,7 +119,8 @@ def spherify_poses(poses: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, n
 def _check_forward_facing(root: Path, c2w: np.ndarray, height: int, width: int, focal: float) -> None:
     """NDC needs every ray to point into the scene (-z after recentring): a camera turned sideways or
     backwards gives rays parallel to the near plane, whose NDC coordinates are infinite or meaningless.
-    The ray z-component is linear in the pixel position, so the four image corners decide."""
+    The ray z-component is linear in the pixel position, so the four image corners decide. Every camera
+    must also stand in front of the near plane (z > -NDC_NEAR), where NDC starts its rays."""
     corners = np.array([[(i - 0.5 * width) / focal, -(j - 0.5 * height) / focal, -1.0]
                         for i in (0, width - 1) for j in (0, height - 1)])
     dz = np.einsum("nk,ck->nc", c2w[:, 2, :3], corners)  # z of each corner ray, per camera
@@ -126,6 +128,12 @@ def _check_forward_facing(root: Path, c2w: np.ndarray, height: int, width: int, 
     if bad.size:
         raise SceneError(f"{root}: camera {int(bad[0])} does not face the scene like the others (not a forward-facing "
                          "capture); NDC needs forward-facing views: load it with ndc=False")
+    beyond = np.nonzero(c2w[:, 2, 3] <= -NDC_NEAR)[0]
+    if beyond.size:
+        k = int(beyond[0])
+        raise SceneError(f"{root / 'poses_bounds.npy'}: camera {k} stands beyond the NDC near plane (z = "
+                         f"{c2w[k, 2, 3]:.3g} after scaling by the nearest bound, {NDC_NEAR:g} expected in front of "
+                         "it): its bounds or position disagree with the other views'; load it with ndc=False")
 
 
 def load_llff(root: str | Path, factor: int = 8, recenter: bool = True, bd_factor: float | None = 0.75,

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from nerf_eval.errors import SceneError
-from nerf_eval.rays import get_rays, ndc_rays
+from nerf_eval.rays import NDC_NEAR, get_rays, ndc_rays
 from nerf_eval.render import Rays
 
 # Fewest pixels on a side a rescaled scene may have: the smallest image on which every metric is still
@@ -108,7 +108,7 @@ class Scene:
         o, d = get_rays(self.height, self.width, self.focal, self.poses[index])
         viewdirs = d
         if self.ndc:
-            o, d = ndc_rays(self.height, self.width, self.focal, 1.0, o, d)
+            o, d = ndc_rays(self.height, self.width, self.focal, NDC_NEAR, o, d)
         return Rays.from_od(o, d, self.near, self.far, viewdirs)
 
     def rays_for(self, indices: list[int]) -> Rays:
