@@ -111,7 +111,7 @@ def load_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
             raise CheckpointError(f"{path}: refused to load (weights_only=True): it holds pickled code "
                                   f"({reason})") from None
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({reason})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except Exception as e:  # torch's unpickler raises many types for damaged bytes (KeyError from its memo, ...)
         first = first_line(e)
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({first[:200]})") from None
     return obj

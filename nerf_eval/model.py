@@ -17,6 +17,15 @@ from torch import nn
 from nerf_eval.encoding import encoded_dim
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    return f"a {type(value).__name__}" if len(text) > 40 else text
+
+
 @dataclass(frozen=True)
 class NeRFConfig:
     """Sizes of one NeRF MLP. The defaults are the vanilla NeRF (595,844 parameters)."""
@@ -80,11 +89,23 @@ class NeRFConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "NeRFConfig":
+        """The config `to_dict` wrote; ValueError naming the key for anything else (a file's entry may hold
+        any type: an int field must be an int, not a bool, a float or a tensor)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown NeRF config keys: {sorted(unknown)}")
         d = dict(d)
+        for key, value in d.items():
+            if key == "use_viewdirs":
+                ok, expected = isinstance(value, bool), "true or false"
+            elif key in ("skips", "hidden_widths"):
+                ok = isinstance(value, (list, tuple)) and all(_is_int(v) for v in value)
+                ok, expected = ok or (key == "hidden_widths" and value is None), "a list of integers"
+            else:
+                ok, expected = _is_int(value) or (key == "feature_width" and value is None), "an integer"
+            if not ok:
+                raise ValueError(f"config {key!r} is {_describe(value)}, expected {expected}")
         if "skips" in d:
             d["skips"] = tuple(d["skips"])
         if d.get("hidden_widths") is not None:

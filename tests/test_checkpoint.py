@@ -147,6 +147,20 @@ def test_garbage_bytes(tmp_path, content):
     assert "\n" not in str(e.value)
 
 
+def test_any_failure_of_the_unpickler_is_one_line(tmp_path, monkeypatch):
+    """torch's weights-only unpickler raises whatever damaged bytes lead it to (a KeyError from its memo
+    table, for one); each becomes a one-line CheckpointError naming the file."""
+    path = save_checkpoint(tmp_path / "m.pt", ModelPair.create(TINY))
+
+    def damaged(*args, **kwargs):
+        raise KeyError(75)
+
+    monkeypatch.setattr(torch, "load", damaged)
+    with pytest.raises(CheckpointError, match=r"m\.pt: not a readable torch checkpoint \(75\)") as e:
+        load_checkpoint(path)
+    assert "\n" not in str(e.value)
+
+
 def test_pickled_code_is_refused(tmp_path):
     path = tmp_path / "code.pt"
     torch.save({"network_fn_state_dict": NotAWeight()}, path)
@@ -275,10 +289,15 @@ def test_config_asking_for_a_huge_network_is_refused_by_shape(tmp_path):
     ("config", [1, 2], r"bad 'config' entry \(a list"),
     ("meta", "scene", r"bad 'meta' entry \(a str"),
     ("global_step", "200k", r"bad 'global_step' entry"),
+    ("config", {"depth": torch.tensor(2)}, r"bad 'config' entry \(config 'depth' is tensor\(2\), expected an integer"),
+    ("config", {"depth": torch.zeros(0)}, r"config 'depth' is tensor\(\[\]\), expected an integer"),
+    ("config", {"width": 16.0}, r"config 'width' is 16.0, expected an integer"),
+    ("config", {"use_viewdirs": 1}, r"config 'use_viewdirs' is 1, expected true or false"),
+    ("config", {"skips": [0.5]}, r"config 'skips' is \[0.5\], expected a list of integers"),
 ])
 def test_wrong_types_of_entries_are_one_line(tmp_path, key, value, pattern):
     obj = torch.load(save_checkpoint(tmp_path / "m.pt", ModelPair.create(TINY)), weights_only=True)
-    obj[key] = value
+    obj[key] = {**obj[key], **value} if isinstance(value, dict) else value  # a dict changes one config entry
     torch.save(obj, tmp_path / "t.pt")
     with pytest.raises(CheckpointError, match=pattern) as e:
         load_checkpoint(tmp_path / "t.pt")

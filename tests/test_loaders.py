@@ -486,6 +486,13 @@ def test_npy_files_with_a_garbled_header_are_one_line_errors(tmp_path):
     assert "s.npz" in one_line(e)
 
 
+def test_focal_length_too_short_for_finite_rays(tmp_path):
+    write_npz(tmp_path / "s.npz", focal=np.array(4e-121))
+    with pytest.raises(SceneError, match="focal length 4e-121 px is too short for 4x4 images") as e:
+        load_npz(tmp_path / "s.npz")
+    assert "s.npz" in one_line(e)
+
+
 @pytest.mark.parametrize("bounds", [{"far": 3.5e38}, {"near": 3.4e38, "far": 3.4028234663852894e38}])
 def test_bounds_beyond_float32_are_one_line_errors(tmp_path, bounds):
     write_npz(tmp_path / "s.npz")

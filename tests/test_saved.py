@@ -72,6 +72,19 @@ def test_tampered_state_is_a_clear_error(pair, tmp_path):
         load_compressed(tmp_path / "bad.pt")
 
 
+def test_quantization_scale_out_of_range_is_a_clear_error(pair, tmp_path):
+    path = save_compressed(tmp_path / "m.pt", get_compressor("int8-dynamic").compress(pair, camera_rays(64)),
+                           "int8-dynamic")
+    obj = load_torch_file(path)
+    state = obj["networks"]["coarse"]["state"]
+    key = next(k for k in state if k.endswith(".scale"))
+    state[key] = 10 ** 400  # a float() of it overflows inside torch's loader
+    torch.save(obj, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"bad\.pt: coarse network does not match its recorded structure") as e:
+        load_any(tmp_path / "bad.pt")
+    assert "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize("spec", ["bf16", "int8-ptq-both:64", "int8-dynamic", "int4-weight:8",
                                   "prune-activation:0.5:round=1"])
 def test_identical_content_gives_identical_bytes(pair, spec, tmp_path):

@@ -102,7 +102,7 @@ def _rebuild_network(path: Path, name: str, rec: Any) -> nn.Module:
     try:
         with kind.loading():  # int8 kinds re-pack their weights here, with this machine's engine
             module.load_state_dict(rec["state"])
-    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
         raise CheckpointError(f"{path}: {name} network does not match its recorded structure "
                               f"({first_line(e)[:160]})") from None
     return module.eval()

@@ -16,6 +16,10 @@ from nerf_eval.render import Rays
 # defined (SSIM's 3-pixel window, image gradients for sharpness). The test suites evaluate 8-pixel scenes
 # at half resolution, hence 4 rather than a larger, more comfortable bound.
 MIN_SIDE = 4
+# Largest image side per pixel of focal length: beyond it a pixel's ray direction (side / focal) is so
+# long that its squared length overflows float32 and the view direction is NaN; any real camera is far
+# below it (a 179.9-degree field of view is about 2,300).
+MAX_FOV_RATIO = 1e6
 
 
 @dataclass
@@ -80,6 +84,10 @@ class Scene:
                 raise SceneError(f"{where}: {name} is {value:g}, beyond float32's range")
         if self.focal <= 0:
             raise SceneError(f"{where}: focal length must be positive, got {self.focal:g}")
+        if max(imgs.shape[1:3]) > MAX_FOV_RATIO * self.focal:
+            raise SceneError(f"{where}: focal length {self.focal:g} px is too short for "
+                             f"{imgs.shape[2]}x{imgs.shape[1]} images (a field of view of 180 degrees; their rays "
+                             "would not be finite)")
         if not 0.0 <= self.near < self.far:
             raise SceneError(f"{where}: need 0 <= near < far, got near={self.near:g}, far={self.far:g}")
         for split, idx in self.splits.items():
