@@ -131,9 +131,9 @@ def _check_forward_facing(root: Path, c2w: np.ndarray, height: int, width: int, 
     beyond = np.nonzero(c2w[:, 2, 3] <= -NDC_NEAR)[0]
     if beyond.size:
         k = int(beyond[0])
-        raise SceneError(f"{root / 'poses_bounds.npy'}: camera {k} stands beyond the NDC near plane (z = "
-                         f"{c2w[k, 2, 3]:.3g} after scaling by the nearest bound, {NDC_NEAR:g} expected in front of "
-                         "it): its bounds or position disagree with the other views'; load it with ndc=False")
+        raise SceneError(f"{root / 'poses_bounds.npy'}: camera {k} stands beyond the NDC near plane (its z is "
+                         f"{c2w[k, 2, 3]:.3g} after scaling by the nearest bound; NDC needs z > {-NDC_NEAR:g}): its "
+                         "bounds or position disagree with the other views'; load it with ndc=False")
 
 
 def load_llff(root: str | Path, factor: int = 8, recenter: bool = True, bd_factor: float | None = 0.75,
