@@ -3,7 +3,9 @@ here, then mutated by hypothesis (values of the wrong type, shapes, NaN/inf, mis
 garbled files). Each load must end in a one-line SceneError/CheckpointError naming the file, or give a
 scene/model that is actually usable; never any other exception.
 
-Seeded (`derandomize=True`) so CI sees the same examples on every run; about 50 per loader.
+Seeded (`derandomize=True`) so CI sees the same examples on every run; about 50 per loader. A longer
+campaign draws fresh examples: `NERF_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz_inputs.py` (random seeds,
+that many examples per loader; hypothesis prints the failing example to add as a regression test).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import copy
 import io
 import json
 import math
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -33,7 +36,8 @@ from nerf_eval.scenes.blender import load_blender
 from nerf_eval.scenes.llff import load_llff
 from nerf_eval.scenes.npz import load_npz
 
-FUZZ = settings(max_examples=50, deadline=None, derandomize=True, database=None,
+CAMPAIGN = int(os.environ.get("NERF_FUZZ_EXAMPLES", "0"))  # 0: CI's fixed examples
+FUZZ = settings(max_examples=CAMPAIGN or 50, deadline=None, derandomize=not CAMPAIGN, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 TINY = NeRFConfig(depth=2, width=16, skips=(0,), multires=2, multires_views=1, view_width=8)
 SIZE = 8
@@ -392,7 +396,7 @@ def compressed_paths(obj):
             yield ("networks", name, "state", key)
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+@settings(max_examples=CAMPAIGN or 40, deadline=None, derandomize=not CAMPAIGN, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_mutated_compressed_model_loads_or_is_refused_in_one_line(compressed, data):
