@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from nerf_eval.encoding import encoded_dim
-from nerf_eval.errors import CheckpointError, first_line
+from nerf_eval.errors import CheckpointError, describe, first_line
 from nerf_eval.model import ModelPair, NeRF, NeRFConfig
 
 FORMAT = "nerfcompress-v1"
@@ -246,7 +246,7 @@ def pair_from_checkpoint(path: str | Path, obj: Any) -> ModelPair:
     """
     obj = _nerf_dict(path, obj)
     if obj.get("format", FORMAT) != FORMAT:
-        raise CheckpointError(f"{path}: format {obj.get('format')!r} is not a float checkpoint "
+        raise CheckpointError(f"{path}: format {describe(obj.get('format'))} is not a float checkpoint "
                               f"(expected {FORMAT!r}); load compressed models with nerf_eval.compress.load_compressed")
     fn_state = obj["network_fn_state_dict"]
     config = _config_entry(obj, "config", path) if "config" in obj else infer_config(fn_state, f"{path}")
@@ -264,7 +264,8 @@ def pair_from_checkpoint(path: str | Path, obj: Any) -> ModelPair:
         fine, how = None, FINE_NONE
     else:
         fine, how = copy.deepcopy(coarse), FINE_FROM_COARSE
-    meta = obj.get("meta") or {}
+    meta = obj.get("meta")
+    meta = {} if meta is None else meta
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: bad 'meta' entry (a {type(meta).__name__}, not a dict)")
     meta = dict(meta)

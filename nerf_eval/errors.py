@@ -31,3 +31,10 @@ def first_line(e: BaseException) -> str:
     that quote what a library said."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def describe(value: object, limit: int = 40) -> str:
+    """A value read from a file, for a one-line message: its repr when that is one short line, else its
+    type (a tensor's or a long list's repr spans lines or screens)."""
+    text = repr(value)
+    return text if len(text) <= limit and "\n" not in text else f"a {type(value).__name__}"

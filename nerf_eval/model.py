@@ -15,15 +15,11 @@ import torch
 from torch import nn
 
 from nerf_eval.encoding import encoded_dim
+from nerf_eval.errors import describe
 
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _describe(value: object) -> str:
-    text = repr(value)
-    return f"a {type(value).__name__}" if len(text) > 40 else text
 
 
 @dataclass(frozen=True)
@@ -105,7 +101,7 @@ class NeRFConfig:
             else:
                 ok, expected = _is_int(value) or (key == "feature_width" and value is None), "an integer"
             if not ok:
-                raise ValueError(f"config {key!r} is {_describe(value)}, expected {expected}")
+                raise ValueError(f"config {key!r} is {describe(value)}, expected {expected}")
         if "skips" in d:
             d["skips"] = tuple(d["skips"])
         if d.get("hidden_widths") is not None:

@@ -288,6 +288,7 @@ def test_config_asking_for_a_huge_network_is_refused_by_shape(tmp_path):
 @pytest.mark.parametrize("key, value, pattern", [
     ("config", [1, 2], r"bad 'config' entry \(a list"),
     ("meta", "scene", r"bad 'meta' entry \(a str"),
+    ("meta", torch.zeros(0), r"bad 'meta' entry \(a Tensor"),
     ("global_step", "200k", r"bad 'global_step' entry"),
     ("config", {"depth": torch.tensor(2)}, r"bad 'config' entry \(config 'depth' is tensor\(2\), expected an integer"),
     ("config", {"depth": torch.zeros(0)}, r"config 'depth' is tensor\(\[\]\), expected an integer"),

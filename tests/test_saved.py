@@ -72,6 +72,15 @@ def test_tampered_state_is_a_clear_error(pair, tmp_path):
         load_compressed(tmp_path / "bad.pt")
 
 
+def test_a_kind_that_is_not_a_name_is_one_line(pair, tmp_path):
+    obj = load_torch_file(save_compressed(tmp_path / "m.pt", pair, "fp32"))
+    obj["networks"]["coarse"]["kind"] = torch.zeros(4, 1)  # its repr spans four lines
+    torch.save(obj, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"bad\.pt: coarse network has unknown kind a Tensor$") as e:
+        load_any(tmp_path / "bad.pt")
+    assert "\n" not in str(e.value)
+
+
 def test_quantization_scale_out_of_range_is_a_clear_error(pair, tmp_path):
     path = save_compressed(tmp_path / "m.pt", get_compressor("int8-dynamic").compress(pair, camera_rays(64)),
                            "int8-dynamic")

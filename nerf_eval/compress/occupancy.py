@@ -40,7 +40,7 @@ from torch import nn
 from nerf_eval.compress.base import FunctionCompressor, check_calibration, register
 from nerf_eval.compress.params import CompressorSpec, Param
 from nerf_eval.compress.quantize.calibration import calibration_subset
-from nerf_eval.errors import CompressorError
+from nerf_eval.errors import CompressorError, describe
 from nerf_eval.interrupt import stop_point
 from nerf_eval.model import ModelPair
 from nerf_eval.render import (OCCUPANCY_KEY, Rays, RenderSettings, capped_settings, query_network, render_rays,
@@ -150,7 +150,7 @@ class OccupancyGrid:
         res, packed = state.get("resolution"), state.get("packed_cells")
         if (not isinstance(res, (list, tuple)) or len(res) != 3
                 or not all(isinstance(n, int) and 0 < n <= 4096 for n in res)):
-            raise ValueError(f"bad occupancy resolution {res!r}")
+            raise ValueError(f"bad occupancy resolution {describe(res)}")
         n = math.prod(res)
         if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8 or packed.numel() != (n + 7) // 8:
             raise ValueError(f"occupancy cells do not match the resolution {res}")

@@ -23,7 +23,7 @@ from nerf_eval.compress.base import SAVED_META
 from nerf_eval.compress.coarse_grid import DensityGrid
 from nerf_eval.compress.kinds import KINDS, NetworkKind, register_kind
 from nerf_eval.compress.occupancy import OccupancyGrid
-from nerf_eval.errors import CheckpointError, first_line
+from nerf_eval.errors import CheckpointError, describe, first_line
 from nerf_eval.model import ModelPair, NeRFConfig
 from nerf_eval.render import OCCUPANCY_KEY, PROPOSAL_KEY, SAMPLES_KEY, SampleCaps
 
@@ -84,7 +84,7 @@ def _rebuild_network(path: Path, name: str, rec: Any) -> nn.Module:
         raise CheckpointError(f"{where}: network record is not a dict with 'kind', 'settings' and 'state'")
     kind = KINDS.get(rec.get("kind")) if isinstance(rec.get("kind"), str) else None
     if kind is None:
-        raise CheckpointError(f"{path}: {name} network has unknown kind {rec.get('kind')!r}")
+        raise CheckpointError(f"{path}: {name} network has unknown kind {describe(rec.get('kind'))}")
     settings = rec["settings"]
     if not isinstance(settings.get("config"), dict):
         raise CheckpointError(f"{where}: settings have no NeRF 'config' dict")
