@@ -181,7 +181,7 @@ def saved_run_outcome(session: "NerfSession", compare: bool | str, nodeid: str, 
                 "quality not compared")
     try:
         spec = MeasurementSpec.from_dict(Record.from_dict(record).identity())
-    except (KeyError, IndexError, TypeError):
+    except (KeyError, IndexError, TypeError, ValueError):
         out.failures.append(f"{name}: this run's record names no complete measurement spec; cannot compare it")
         return out
     for run in runs:

@@ -217,6 +217,25 @@ def test_report_extend_reuses_rows_and_measures_only_the_missing_ones(tiny):
     assert (first / "grid.png").read_bytes() == grid
 
 
+@pytest.mark.parametrize("document, message", [
+    ("[1]", "not a nerf-eval report (TypeError"),
+    ('{"settings": [], "results": 5}', "'settings' is not an object or 'results' not a list"),
+    ('{"settings": {}, "results": [7]}', "a record is a JSON object with a 'name' string, not 7"),
+    ('{"settings": {}, "results": [{"name": "fp32", "psnr": "x"}]}', "record 'fp32': 'psnr' is 'x', expected float"),
+    ('{"settings": {}, "results": [{"name": "fp32", "views": 3}]}', "record 'fp32': 'views' is 3, expected list"),
+])
+def test_report_extend_refuses_a_malformed_report_in_one_line(tiny, capsys, document, message):
+    root, ckpt, scene = tiny
+    bad = root / "malformed"
+    bad.mkdir(exist_ok=True)
+    (bad / "results.json").write_text(document)
+    assert main(["report", "--checkpoint", str(ckpt), "--scene", str(scene), "--compressors", "bf16",
+                 "--out", str(root / "x5"), "--extend", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "results.json" in err and "\n" not in err
+    assert not (root / "x5").exists()
+
+
 def test_report_extend_refuses_a_report_with_other_settings(tiny, capsys):
     root, ckpt, scene = tiny
     out = root / "extend-other"

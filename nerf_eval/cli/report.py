@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from nerf_eval.cli.arguments import check_samples, parse_device, parse_views, require
-from nerf_eval.errors import NerfEvalError
+from nerf_eval.errors import NerfEvalError, first_line
 from nerf_eval.interrupt import interruptible
 from nerf_eval.measure.record import Record
 from nerf_eval.measure.spec import LATENCY_SEED, MeasurementSpec, portable
@@ -98,8 +98,14 @@ def _earlier_rows(report_dir: Path, meta: dict, spec: MeasurementSpec) -> tuple[
         settings, rows = data["settings"], data["results"]
     except FileNotFoundError:
         raise NerfEvalError(f"{path}: no such report to extend") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise NerfEvalError(f"{path}: not a nerf-eval report ({type(e).__name__}: {e})") from None
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise NerfEvalError(f"{path}: not a nerf-eval report ({type(e).__name__}: {first_line(e)})") from None
+    if not isinstance(settings, dict) or not isinstance(rows, list):
+        raise NerfEvalError(f"{path}: not a nerf-eval report ('settings' is not an object or 'results' not a list)")
+    try:
+        records = _reused_rows(rows)
+    except ValueError as e:
+        raise NerfEvalError(f"{path}: {first_line(e)}") from None
     earlier = settings.get("spec") if isinstance(settings.get("spec"), dict) else legacy_spec_document(settings)
     reason = spec.mismatch(earlier)
     if reason is not None:
@@ -116,21 +122,19 @@ def _earlier_rows(report_dir: Path, meta: dict, spec: MeasurementSpec) -> tuple[
             raise NerfEvalError(f"{path}: its fine-tune was '{old_ft.split(', variants')[0]}', this run's is "
                                 f"'{new_ft.split(', variants')[0]}'; cannot extend it")
     machine = settings.get("machine", "not recorded") if settings.get("machine") != meta.get("machine") else None
-    return _reused_rows(rows), machine
+    return records, machine
 
 
-def _reused_rows(rows: list[dict]) -> list[Record]:
-    """Rows of an earlier report as records; rows written before the per-row fp32 times existed get
-    their report's fp32 times."""
-    base = Record.from_dict(next((r for r in rows if r.get("name") == "fp32"), {"name": "fp32"}))
-    out = []
-    for row in rows:
-        res = Record.from_dict(row)
+def _reused_rows(rows: list) -> list[Record]:
+    """Rows of an earlier report as records (ValueError for a row that is not one); rows written before
+    the per-row fp32 times existed get their report's fp32 times."""
+    out = [Record.from_dict(row) for row in rows]
+    base = next((r for r in out if r.name == "fp32"), Record("fp32"))
+    for res in out:
         if res.baseline_time_s is None:
             res.baseline_time_s = base.render_time_s
             if res.reference_latency_s is None:
                 res.reference_latency_s = base.latency_s
-        out.append(res)
     return out
 
 

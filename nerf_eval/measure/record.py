@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
 
+from nerf_eval.errors import describe
+
 if TYPE_CHECKING:
     from nerf_eval.measure.latency import PairedTiming
 
@@ -84,10 +86,16 @@ class Record:
     @classmethod
     def from_dict(cls, d: Mapping) -> "Record":
         """A record read back from JSON: unknown keys ignored, missing ones None, the names earlier
-        reports used mapped to today's, non-finite numbers (earlier reports wrote NaN) as None."""
-        known = {f.name for f in dataclasses.fields(cls)}
+        reports used mapped to today's, non-finite numbers (earlier reports wrote NaN) as None; a value of
+        the wrong type (a file may hold anything) is a ValueError naming its key."""
+        if not isinstance(d, Mapping) or not isinstance(d.get("name"), str):
+            raise ValueError(f"a record is a JSON object with a 'name' string, not {describe(d)}")
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
         values = {LEGACY_NAMES.get(k, k): v for k, v in d.items()}
-        out = cls(**{k: _finite_or_none(v) for k, v in values.items() if k in known})
+        for key, value in values.items():
+            if key in types and not _has_type(value, str(types[key])):
+                raise ValueError(f"record {d['name']!r}: {key!r} is {describe(value)}, expected {types[key]}")
+        out = cls(**{k: _finite_or_none(v) for k, v in values.items() if k in types})
         if out.worst_view is not None and out.worst_view < 0:  # earlier reports: -1 for "none"
             out.worst_view = None
         return out
@@ -103,6 +111,23 @@ class Record:
         """What the record was measured on, in the form `MeasurementSpec.mismatch` reads."""
         return {"scene": self.scene, "checkpoint_sha256": self.checkpoint_sha256, "settings": self.settings,
                 "spec_sha256": self.spec_sha256}
+
+
+def _has_type(value: object, annotation: str) -> bool:
+    """Whether a JSON value fits a field annotated `annotation` (the strings this module's fields use)."""
+    if value is None:
+        return annotation.endswith("| None")
+    if annotation.startswith("float"):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation.startswith("int"):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation.startswith("str"):
+        return isinstance(value, str)
+    if annotation.startswith("dict"):
+        return isinstance(value, dict)
+    if annotation.startswith("list"):
+        return isinstance(value, list)
+    return True
 
 
 def _finite_or_none(v):
