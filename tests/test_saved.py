@@ -81,6 +81,17 @@ def test_a_kind_that_is_not_a_name_is_one_line(pair, tmp_path):
     assert "\n" not in str(e.value)
 
 
+def test_pair_config_that_encodes_other_inputs_than_the_networks_is_one_line(pair, tmp_path):
+    obj = load_torch_file(save_compressed(tmp_path / "m.pt", get_compressor("bf16").compress(pair, camera_rays(8)),
+                                          "bf16"))
+    obj["config"] = {}  # the vanilla NeRF's encoding (63+27 inputs), not these networks' (27+15)
+    torch.save(obj, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"bad\.pt: the coarse network takes 27\+15 encoded inputs, but the "
+                                              r"'config' entry encodes 63\+27") as e:
+        load_any(tmp_path / "bad.pt")
+    assert "\n" not in str(e.value)
+
+
 def test_quantization_scale_out_of_range_is_a_clear_error(pair, tmp_path):
     path = save_compressed(tmp_path / "m.pt", get_compressor("int8-dynamic").compress(pair, camera_rays(64)),
                            "int8-dynamic")

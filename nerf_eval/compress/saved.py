@@ -78,7 +78,8 @@ def _check_finite(state: Any, where: str) -> None:
             raise CheckpointError(f"{where}: {k} holds NaN or inf values")
 
 
-def _rebuild_network(path: Path, name: str, rec: Any) -> nn.Module:
+def _rebuild_network(path: Path, name: str, rec: Any) -> tuple[nn.Module, NeRFConfig]:
+    """The network a record describes, and the config it was built for."""
     where = f"{path} [{name}]"
     if not isinstance(rec, dict) or not isinstance(rec.get("settings"), dict) or "state" not in rec:
         raise CheckpointError(f"{where}: network record is not a dict with 'kind', 'settings' and 'state'")
@@ -93,7 +94,7 @@ def _rebuild_network(path: Path, name: str, rec: Any) -> nn.Module:
     except (TypeError, ValueError, OverflowError) as e:
         raise CheckpointError(f"{where}: bad NeRF config ({first_line(e)[:160]})") from None
     if kind.name == "nerf":
-        return build_network(rec["state"], config, where)
+        return build_network(rec["state"], config, where), config
     _check_finite(rec["state"], where)
     try:
         module = kind.rebuild(settings)
@@ -105,7 +106,7 @@ def _rebuild_network(path: Path, name: str, rec: Any) -> nn.Module:
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
         raise CheckpointError(f"{path}: {name} network does not match its recorded structure "
                               f"({first_line(e)[:160]})") from None
-    return module.eval()
+    return module.eval(), config
 
 
 def _rebuild(path: Path, obj: Any) -> ModelPair:
@@ -117,13 +118,19 @@ def _rebuild(path: Path, obj: Any) -> ModelPair:
     unknown = sorted(str(n) for n in networks if n not in ("coarse", "fine"))
     if unknown:
         raise CheckpointError(f"{path}: unexpected networks {unknown} (expected coarse and fine)")
-    nets = {name: _rebuild_network(path, name, rec) for name, rec in networks.items()}
+    built = {name: _rebuild_network(path, name, rec) for name, rec in networks.items()}
+    nets = {name: net for name, (net, _) in built.items()}
     if not isinstance(obj.get("config"), dict):
         raise CheckpointError(f"{path}: no NeRF 'config' dict")
     try:
         config = NeRFConfig.from_dict(obj["config"])
     except (TypeError, ValueError, OverflowError) as e:
         raise CheckpointError(f"{path}: bad 'config' entry ({first_line(e)[:160]})") from None
+    for name, (_, net_config) in built.items():  # the renderer encodes inputs by the pair's config
+        if (net_config.input_ch, net_config.input_ch_views) != (config.input_ch, config.input_ch_views):
+            raise CheckpointError(f"{path}: the {name} network takes {net_config.input_ch}+"
+                                  f"{net_config.input_ch_views} encoded inputs, but the 'config' entry encodes "
+                                  f"{config.input_ch}+{config.input_ch_views}")
     source = obj.get("source", {})
     meta = {"compressor": str(obj.get("compressor")), "source": source if isinstance(source, dict) else {},
             "checkpoint": str(path), "fine_network": FINE_OWN if "fine" in nets else FINE_NONE}
