@@ -1,7 +1,8 @@
 """Fuzzing the loaders (issue 20): real small Blender, LLFF and `.npz` scenes and checkpoints, written
 here, then mutated by hypothesis (values of the wrong type, shapes, NaN/inf, missing keys, truncated or
 garbled files). Each load must end in a one-line SceneError/CheckpointError naming the file, or give a
-scene/model that is actually usable; never any other exception.
+scene/model that is actually usable; never any other exception. Compressor names, built from the
+registry's words and noise, must build or end in a one-line CompressorError.
 
 Seeded (`derandomize=True`) so CI sees the same examples on every run; about 50 per loader. A longer
 campaign draws fresh examples: `NERF_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz_inputs.py` (random seeds,
@@ -27,9 +28,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nerf_eval.checkpoint import load_checkpoint, load_torch_file, save_checkpoint
-from nerf_eval.compress import get_compressor
+from nerf_eval.compress import available, get_compressor
 from nerf_eval.compress.saved import load_any, save_compressed
-from nerf_eval.errors import CheckpointError, SceneError
+from nerf_eval.errors import CheckpointError, CompressorError, SceneError
 from nerf_eval.model import ModelPair, NeRFConfig
 from nerf_eval.render import Rays, RenderSettings, render_chunked
 from nerf_eval.scenes.blender import load_blender
@@ -418,3 +419,24 @@ def test_mutated_compressed_model_loads_or_is_refused_in_one_line(compressed, da
     buf = io.BytesIO()
     torch.save(obj, buf)
     loads_or_is_refused({"c.pt": buf.getvalue()}, load_any, CheckpointError, usable_pair, "c.pt")
+
+
+# --- compressor names ------------------------------------------------------------------------------
+
+BASE_NAMES = sorted({name.split(":")[0] for name in available()})
+name_pieces = st.one_of(st.sampled_from(BASE_NAMES),
+                        st.sampled_from([":", "=", "+", ",", " ", "pipeline", "coarse", "fine", "res", "round",
+                                         "threshold", "stop", "0", "-1", "0.5", "1e309", "nan", "64", "True"]),
+                        st.text(max_size=4))
+
+
+@FUZZ
+@given(st.lists(name_pieces, min_size=1, max_size=8).map("".join))
+def test_any_compressor_name_builds_or_is_refused_in_one_line(text):
+    """Names come from command lines, ini files and conftests: a typo must end in one line naming it."""
+    try:
+        compressor = get_compressor(text)
+    except CompressorError as e:
+        assert "\n" not in str(e), str(e)
+    else:
+        assert compressor.name

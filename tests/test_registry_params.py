@@ -127,6 +127,7 @@ def test_specs_are_typed_and_normalised():
     ("prune-activation:0.3:round=1:round=2", "round given twice"),
     ("occupancy:", "occupancy:: empty parameter; parameters: RES, threshold=X"),
     ("int8-dynamic:3", "int8-dynamic takes no parameter"),
+    ("fp32\nbf16", r"'fp32\\nbf16': compressor names hold no line breaks"),
 ])
 def test_malformed_names_are_one_line_errors_naming_the_parameter(name, message):
     with pytest.raises(CompressorError, match=message) as err:

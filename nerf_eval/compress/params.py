@@ -271,6 +271,8 @@ def parse_spec(text: str, params_of: Callable[[str], tuple[Param, ...]]) -> Spec
     """Parse a name or composition once: `a:p+b:q` (or `pipeline:a+b`) is a PipelineSpec of its stages, a
     single stage (also `pipeline:a`) a CompressorSpec."""
     text = str(text).strip()
+    if not text.isprintable():  # a name echoed in a one-line error must stay on one line
+        raise CompressorError(f"{text!r}: compressor names hold no line breaks or other control characters")
     chain = text[len(PIPELINE) + 1:] if text.startswith(PIPELINE + ":") else text
     parts = [p.strip() for p in chain.split(SEPARATOR)]
     if not chain or not all(parts) or text == PIPELINE:
