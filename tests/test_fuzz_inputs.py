@@ -2,7 +2,8 @@
 here, then mutated by hypothesis (values of the wrong type, shapes, NaN/inf, missing keys, truncated or
 garbled files). Each load must end in a one-line SceneError/CheckpointError naming the file, or give a
 scene/model that is actually usable; never any other exception. Compressor names, built from the
-registry's words and noise, must build or end in a one-line CompressorError.
+registry's words and noise, must build or end in a one-line CompressorError; scene names, parse (and
+small built-in scenes load) or end in a one-line SceneError.
 
 Seeded (`derandomize=True`) so CI sees the same examples on every run; about 50 per loader. A longer
 campaign draws fresh examples: `NERF_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz_inputs.py` (random seeds,
@@ -33,6 +34,7 @@ from nerf_eval.compress.saved import load_any, save_compressed
 from nerf_eval.errors import CheckpointError, CompressorError, SceneError
 from nerf_eval.model import ModelPair, NeRFConfig
 from nerf_eval.render import Rays, RenderSettings, render_chunked
+from nerf_eval.scenes import parse_scene_spec
 from nerf_eval.scenes.blender import load_blender
 from nerf_eval.scenes.llff import load_llff
 from nerf_eval.scenes.npz import load_npz
@@ -440,3 +442,23 @@ def test_any_compressor_name_builds_or_is_refused_in_one_line(text):
         assert "\n" not in str(e), str(e)
     else:
         assert compressor.name
+
+
+# --- scene names -----------------------------------------------------------------------------------
+
+scene_pieces = st.one_of(st.sampled_from(["object", "forward", "x.npz", "/nonexistent", ":", "=", ",", " ", "size",
+                                          "factor", "llffhold", "near", "far", "white_bkgd", "ndc", "seed", "val",
+                                          "0", "-1", "1e309", "nan", "8", "true", "maybe", "2.5"]),
+                         st.text(max_size=3))
+
+
+@FUZZ
+@given(st.lists(scene_pieces, min_size=1, max_size=9).map("".join))
+def test_any_scene_name_parses_or_is_refused_in_one_line(text):
+    """`--scene` and `--nerf-scene` take any string; small built-in scenes it names also load."""
+    try:
+        spec = parse_scene_spec(text)
+        if spec.kind == "builtin" and isinstance(spec.options.get("size"), int) and spec.options["size"] <= 16:
+            usable_scene(spec.load())
+    except SceneError as e:
+        assert "\n" not in str(e), str(e)

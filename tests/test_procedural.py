@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from nerf_eval.errors import SceneError
 from nerf_eval.rays import get_rays
 from nerf_eval.scenes.blender import load_blender, write_blender
 from nerf_eval.scenes.procedural import BUILTIN_SCENES, Sphere, make_scene
@@ -126,3 +127,15 @@ def test_rescaled_scene_keeps_the_field_of_view():
     assert half.images.shape[1:3] == (8, 8)
     assert half.width / half.focal == pytest.approx(scene.width / scene.focal)
     assert np.isfinite(half.depths.numpy()).any()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"size": 0}, "size must be an integer from 4 to 1024 pixels, got 0"),
+    ({"size": -1}, "got -1"),
+    ({"size": 3}, "got 3"),
+    ({"size": 5000}, "got 5000"),
+    ({"seed": -5}, "seed must be a non-negative integer, got -5"),
+])
+def test_built_in_scene_settings_out_of_range_are_one_line_errors(options, message):
+    with pytest.raises(SceneError, match=message):
+        make_scene("object", **options)

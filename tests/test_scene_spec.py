@@ -60,6 +60,9 @@ def test_a_setting_given_twice_ways_is_refused(tmp_path):
 def test_unknown_scene_names_stay_one_line():
     with pytest.raises(SceneError, match="nope: unknown scene"):
         parse_scene_spec("nope")
+    with pytest.raises(SceneError, match=r"'obj\\nect': scene names and paths with line breaks") as e:
+        parse_scene_spec("obj\nect")
+    assert "\n" not in str(e.value)
 
 
 def inward_poses(n: int, centre: np.ndarray, radius: float) -> np.ndarray:

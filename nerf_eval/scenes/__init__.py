@@ -118,6 +118,9 @@ def parse_scene_spec(spec: str | Path, **overrides: Any) -> SceneSpec:
     are refused with the loader's valid ones listed.
     """
     s = str(spec)
+    if not s.isprintable():  # the scene is named in every one-line error, which must stay one line
+        raise SceneError(f"{s!r}: scene names and paths with line breaks or other control characters are not "
+                         "supported")
     base, settings = _split(s)
     kind = _kind(s, base)
     probe = SceneSpec(kind, base)

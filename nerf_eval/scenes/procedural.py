@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from nerf_eval.rays import get_rays
-from nerf_eval.scenes.scene import Scene
+from nerf_eval.errors import SceneError
+from nerf_eval.scenes.scene import MIN_SIDE, Scene
 
 LIGHT = torch.tensor([0.45, -0.35, 0.82])
 LIGHT = LIGHT / LIGHT.norm()
@@ -288,12 +289,21 @@ def holdout_splits(n: int) -> dict[str, list[int]]:
     return {"train": train, "val": val, "test": test}
 
 
+# Largest side of a built-in scene: its views are rendered exactly and held in memory, 1024^2 pixels x
+# 100 views of colour and depth is about 1.7 GB.
+MAX_SIZE = 1024
+
+
 def make_scene(name: str, seed: int = 0, size: int | None = None) -> tuple[Scene, AnalyticScene]:
     """Render built-in scene `name` exactly; returns the Scene (with depth) and its analytic model."""
     if name not in BUILTIN_SCENES:
         raise KeyError(f"unknown built-in scene {name!r}; choose from {sorted(BUILTIN_SCENES)}")
     spec = BUILTIN_SCENES[name]
-    size = size or spec.size
+    size = spec.size if size is None else size
+    if isinstance(size, bool) or not isinstance(size, int) or not MIN_SIDE <= size <= MAX_SIZE:
+        raise SceneError(f"{name}: size must be an integer from {MIN_SIDE} to {MAX_SIZE} pixels, got {size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SceneError(f"{name}: seed must be a non-negative integer, got {seed!r}")
     rng = np.random.default_rng(seed)
     analytic = object_scene(rng) if name == "object" else forward_scene(rng)
     poses = torch.tensor(_poses(spec, rng), dtype=torch.float32)
