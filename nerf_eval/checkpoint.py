@@ -273,7 +273,7 @@ def pair_from_checkpoint(path: str | Path, obj: Any) -> ModelPair:
     if isinstance(step, torch.Tensor) and step.numel() == 1 and not step.is_floating_point():
         step = int(step)
     if isinstance(step, bool) or not isinstance(step, int):
-        raise CheckpointError(f"{path}: bad 'global_step' entry ({step!r:.40}, not an integer)")
+        raise CheckpointError(f"{path}: bad 'global_step' entry ({describe(step)}, not an integer)")
     meta.setdefault("global_step", step)
     meta["checkpoint"] = str(path)
     meta["fine_network"] = how

@@ -486,6 +486,18 @@ def test_npy_files_with_a_garbled_header_are_one_line_errors(tmp_path):
     assert "s.npz" in one_line(e)
 
 
+def test_npz_needing_a_newer_zip_version_is_a_one_line_error(tmp_path):
+    """zipfile raises NotImplementedError for a member that needs a zip feature it lacks."""
+    write_npz(tmp_path / "s.npz")
+    raw = bytearray((tmp_path / "s.npz").read_bytes())
+    central = raw.index(b"PK\x01\x02")
+    raw[central + 6:central + 8] = (64).to_bytes(2, "little")  # "version needed to extract": 6.4
+    (tmp_path / "s.npz").write_bytes(bytes(raw))
+    with pytest.raises(SceneError, match=r"s\.npz: not a readable \.npz archive \(NotImplementedError\)") as e:
+        load_npz(tmp_path / "s.npz")
+    one_line(e)
+
+
 def test_focal_length_too_short_for_finite_rays(tmp_path):
     write_npz(tmp_path / "s.npz", focal=np.array(4e-121))
     with pytest.raises(SceneError, match="focal length 4e-121 px is too short for 4x4 images") as e:
