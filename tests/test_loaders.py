@@ -294,6 +294,17 @@ def test_llff_camera_beyond_the_ndc_near_plane(tmp_path):
     assert torch.isfinite(scene.rays(0).origins).all()
 
 
+def test_llff_camera_too_far_for_float32_ndc_rays(tmp_path):
+    """A camera 10^9 units behind the near plane: its NDC rays lose every digit in float32 and come out
+    infinite, which the loader refuses in one line rather than rendering."""
+    c2w = forward_poses(4)
+    c2w[3, 2, 3] = 1e9
+    write_llff(tmp_path, c2w)
+    with pytest.raises(SceneError, match="camera 3's NDC rays are not finite in float32") as e:
+        load_llff(tmp_path, factor=1, recenter=False)
+    assert "poses_bounds.npy" in one_line(e)
+
+
 def test_llff_count_mismatch(tmp_path):
     write_llff(tmp_path, forward_poses(3))
     (tmp_path / "images" / "IMG_002.png").unlink()
@@ -537,6 +548,8 @@ def _mutate_train_json(root: Path, edit) -> None:
     (lambda d: d["frames"][0].update(transform_matrix=[[0.0] * 4] * 4), r"frame 0 transform_matrix has a degenerate"),
     (lambda d: d["frames"][1].update(file_path=17), r"frame 1 file_path is 17, expected a relative image path"),
     (lambda d: d["frames"][1].update(file_path="./"), r"frame 1 file_path is \"./\""),
+    (lambda d: d["frames"][1].update(file_path="/etc/r_1"), r"frame 1 file_path is \"/etc/r_1\", expected a relative"),
+    (lambda d: d["frames"][0].update(depth_file_path="/0"), r"frame 0 depth_file_path is \"/0\", expected a relative"),
     (lambda d: d.update(near="close"), r"'near' is \"close\", expected a finite number"),
     (lambda d: d.update(far=[6]), r"'far' is \[6\], expected a finite number"),
     (lambda d: d.update(near=5, far=1), r"need 0 <= near < far, got near=5, far=1"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import imageio.v3 as iio
 import numpy as np
@@ -42,6 +42,13 @@ def _image_path(root: Path, file_path: str) -> Path:
     if p.suffix == "":
         p = p.with_suffix(".png")
     return p
+
+
+def _relative_path(value: object) -> bool:
+    """Whether a transforms file's path entry names a file below the scene: a non-empty relative path (an
+    absolute one would read whatever it names, wherever the scene is)."""
+    return (isinstance(value, str) and bool(value.strip("./")) and not PurePosixPath(value).is_absolute()
+            and not Path(value).is_absolute())
 
 
 def _is_number(value: object) -> bool:
@@ -198,7 +205,7 @@ def load_blender(root: str | Path, white_bkgd: bool | None = None, half_res: boo
                 raise SceneError(f"{jpath}: frame {k} is a {type(frame).__name__}, expected an object")
             if "file_path" not in frame or "transform_matrix" not in frame:
                 raise SceneError(f"{jpath}: frame {k} lacks 'file_path' or 'transform_matrix'")
-            if not isinstance(frame["file_path"], str) or not frame["file_path"].strip("./"):
+            if not _relative_path(frame["file_path"]):
                 raise SceneError(f"{jpath}: frame {k} file_path is {json.dumps(frame['file_path'])[:40]}, "
                                  "expected a relative image path")
             pose = _frame_pose(jpath, k, frame["transform_matrix"])
@@ -212,7 +219,7 @@ def load_blender(root: str | Path, white_bkgd: bool | None = None, half_res: boo
             images.append(img)
             poses.append(pose)
             if "depth_file_path" in frame:
-                if not isinstance(frame["depth_file_path"], str) or not frame["depth_file_path"].strip("./"):
+                if not _relative_path(frame["depth_file_path"]):
                     raise SceneError(f"{jpath}: frame {k} depth_file_path is "
                                      f"{json.dumps(frame['depth_file_path'])[:40]}, expected a relative path")
                 depths.append(_read_depth(root / frame["depth_file_path"], img.shape[:2]))

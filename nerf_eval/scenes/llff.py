@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from nerf_eval.errors import NUMPY_FILE_ERRORS, SceneError, first_line
-from nerf_eval.rays import NDC_NEAR
+from nerf_eval.rays import NDC_NEAR, get_rays, ndc_rays
 from nerf_eval.scenes.blender import read_image
 from nerf_eval.scenes.scene import Scene
 
@@ -120,7 +120,8 @@ def _check_forward_facing(root: Path, c2w: np.ndarray, height: int, width: int, 
     """NDC needs every ray to point into the scene (-z after recentring): a camera turned sideways or
     backwards gives rays parallel to the near plane, whose NDC coordinates are infinite or meaningless.
     The ray z-component is linear in the pixel position, so the four image corners decide. Every camera
-    must also stand in front of the near plane (z > -NDC_NEAR), where NDC starts its rays."""
+    must also stand in front of the near plane (z > -NDC_NEAR), where NDC starts its rays, and close
+    enough to it that its NDC rays are finite in float32."""
     corners = np.array([[(i - 0.5 * width) / focal, -(j - 0.5 * height) / focal, -1.0]
                         for i in (0, width - 1) for j in (0, height - 1)])
     dz = np.einsum("nk,ck->nc", c2w[:, 2, :3], corners)  # z of each corner ray, per camera
@@ -134,6 +135,11 @@ def _check_forward_facing(root: Path, c2w: np.ndarray, height: int, width: int, 
         raise SceneError(f"{root / 'poses_bounds.npy'}: camera {k} stands beyond the NDC near plane (its z is "
                          f"{c2w[k, 2, 3]:.3g} after scaling by the nearest bound; NDC needs z > {-NDC_NEAR:g}): its "
                          "bounds or position disagree with the other views'; load it with ndc=False")
+    for k, pose in enumerate(torch.from_numpy(c2w).float()):  # what is left: float32 running out of digits
+        o, d = ndc_rays(height, width, focal, NDC_NEAR, *get_rays(height, width, focal, pose))
+        if not (torch.isfinite(o).all() and torch.isfinite(d).all()):
+            raise SceneError(f"{root / 'poses_bounds.npy'}: camera {k}'s NDC rays are not finite in float32 (it "
+                             f"stands at z = {c2w[k, 2, 3]:.3g}, far from the near plane); load it with ndc=False")
 
 
 def load_llff(root: str | Path, factor: int = 8, recenter: bool = True, bd_factor: float | None = 0.75,
