@@ -270,7 +270,9 @@ def pair_from_checkpoint(path: str | Path, obj: Any) -> ModelPair:
         raise CheckpointError(f"{path}: bad 'meta' entry (a {type(meta).__name__}, not a dict)")
     meta = dict(meta)
     step = obj.get("global_step", 0)
-    if isinstance(step, torch.Tensor) and step.numel() == 1 and not step.is_floating_point():
+    integer_tensor = isinstance(step, torch.Tensor) and not (step.is_floating_point() or step.is_complex()
+                                                             or step.dtype == torch.bool)
+    if integer_tensor and step.numel() == 1:
         step = int(step)
     if isinstance(step, bool) or not isinstance(step, int):
         raise CheckpointError(f"{path}: bad 'global_step' entry ({describe(step)}, not an integer)")

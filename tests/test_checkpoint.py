@@ -291,6 +291,8 @@ def test_config_asking_for_a_huge_network_is_refused_by_shape(tmp_path):
     ("meta", torch.zeros(0), r"bad 'meta' entry \(a Tensor"),
     ("global_step", "200k", r"bad 'global_step' entry"),
     ("global_step", torch.zeros(4, 1), r"bad 'global_step' entry \(a Tensor, not an integer\)"),
+    ("global_step", torch.tensor(complex("nan+0j")), r"bad 'global_step' entry \(tensor\(nan\+0\.j\), not an integer"),
+    ("global_step", torch.tensor(True), r"bad 'global_step' entry \(tensor\(True\), not an integer"),
     ("config", {"depth": torch.tensor(2)}, r"bad 'config' entry \(config 'depth' is tensor\(2\), expected an integer"),
     ("config", {"depth": torch.zeros(0)}, r"config 'depth' is tensor\(\[\]\), expected an integer"),
     ("config", {"width": 16.0}, r"config 'width' is 16.0, expected an integer"),
