@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nerf_eval.rays import get_rays
 from nerf_eval.errors import SceneError
+from nerf_eval.rays import get_rays
 from nerf_eval.scenes.scene import MIN_SIDE, Scene
 
 LIGHT = torch.tensor([0.45, -0.35, 0.82])
