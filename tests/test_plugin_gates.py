@@ -76,7 +76,7 @@ def test_limit_units(text, value):
     assert parse_limit(text).value == pytest.approx(value)
 
 
-@pytest.mark.parametrize("bad", ["psnr>=30MB", "bogus>=1", "psnr=>3", "size<=lots"])
+@pytest.mark.parametrize("bad", ["psnr>=30MB", "bogus>=1", "psnr=>3", "size<=lots", "psnr>=1e999"])
 def test_bad_limits_are_one_line_errors(bad):
     with pytest.raises(GateError) as e:
         parse_limit(bad)
@@ -114,10 +114,28 @@ def test_saved_run_regressions_psnr_fails_size_percent_latency_only_warns():
     assert len(out.failures) == 2 and len(out.warnings) == 1 and "latency" in out.warnings[0]
 
 
-@pytest.mark.parametrize("bad", ["psnr", "psnr:", "nope:1", "size:x%", "psnr:-1"])
+@pytest.mark.parametrize("bad", ["psnr", "psnr:", "nope:1", "size:x%", "psnr:-1", "size:1.2.3%", "size:.%",
+                                 "latency:1e400%", "size:1e999MB"])
 def test_bad_tolerances(bad):
-    with pytest.raises(GateError):
+    with pytest.raises(GateError) as e:
         parse_tolerance(bad)
+    assert "\n" not in str(e.value)
+
+
+gate_words = st.one_of(st.sampled_from(["psnr", "ssim", "size", "latency", "speedup", "worst", "depth", ":", ">=",
+                                         "psnr_drop", "size_ratio", "min_speedup", "=",
+                                         "<", "%", ".", "-", "1", "0.5", "1e999", "1e-400", "MB", "ms", "dB", " "]),
+                       st.text(max_size=2))
+
+
+@given(st.lists(gate_words, max_size=6).map("".join))
+def test_any_gate_expression_parses_or_is_a_one_line_gate_error(text):
+    """--nerf-compare-fail and limits come from command lines and ini files: never another exception."""
+    for parse in (parse_tolerance, parse_limit, lambda t: GateSpec.parse([t])):
+        try:
+            parse(text)
+        except GateError as e:
+            assert "\n" not in str(e)
 
 
 @pytest.mark.parametrize("spec, n, expected", [("1", 10, [5]), ("3", 10, [0, 4, 9]), ("0,4", 10, [0, 4]),

@@ -91,7 +91,10 @@ def parse_quantity(text: str, m: Metric, where: str) -> float:
     if unit not in units:
         raise GateError(f"{where}: unit {match.group(2)!r} does not fit {m.label} "
                         f"(use {', '.join(u for u in units if u) or 'a plain number'})")
-    return float(match.group(1)) * units[unit]
+    value = float(match.group(1)) * units[unit]
+    if not math.isfinite(value):
+        raise GateError(f"{where}: {text!r} is not a finite number")
+    return value
 
 
 OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
@@ -278,10 +281,11 @@ def parse_tolerance(text: str) -> Tolerance:
     m = metric(name)
     amount = amount.strip()
     percent = amount.endswith("%")
-    value = float(amount[:-1]) if percent and re.fullmatch(r"[\d.]+%", amount) else None
-    if value is None:
-        if percent:
+    if percent:
+        if not re.fullmatch(r"(?:\d+\.?\d*|\.\d+)%", amount) or not math.isfinite(float(amount[:-1])):
             raise GateError(f"{text!r}: {amount!r} is not a percentage")
+        value = float(amount[:-1])
+    else:
         value = parse_quantity(amount, m, text)
     if value < 0:
         raise GateError(f"{text!r}: a tolerance cannot be negative")
