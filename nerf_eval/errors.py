@@ -1,11 +1,5 @@
 """Errors the library raises for bad input; each message is one line naming the file or value."""
 
-# What np.load raises for a damaged .npy or .npz file: numpy and zipfile raise many types for damaged bytes
-# (ValueError; SyntaxError or tokenize.TokenError from a garbled .npy header, which numpy parses as Python
-# literals; NotImplementedError for zip features zipfile lacks; zlib.error; EOFError, OSError, ...), so
-# its callers catch them all, as they do for torch.load and imageio, and name the type in one line.
-NUMPY_FILE_ERRORS = (Exception,)
-
 
 class NerfEvalError(ValueError):
     """Base class: a user-facing, one-line error (the CLI prints it without a traceback)."""

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from nerf_eval.atomic import atomic_write_bytes
-from nerf_eval.errors import NUMPY_FILE_ERRORS
 from nerf_eval.model import ModelPair
 
 VERSION = "nerfcompress-eval-v2"  # v2: entries hold per-view metrics and the raw means
@@ -83,7 +82,7 @@ class EvalCache:
             with np.load(path, allow_pickle=False) as data:
                 metrics = json.loads(str(data["metrics"]))
                 arrays = {k: data[k] for k in data.files if k != "metrics"}
-        except (*NUMPY_FILE_ERRORS, KeyError):  # json.JSONDecodeError is a ValueError
+        except Exception:  # a damaged or foreign entry (np.load and json raise many types) is a miss
             return None
         self._memory[key] = (metrics, arrays)
         return self._memory[key]

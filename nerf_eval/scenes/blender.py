@@ -15,7 +15,7 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
-from nerf_eval.errors import NUMPY_FILE_ERRORS, SceneError
+from nerf_eval.errors import SceneError
 from nerf_eval.interrupt import stop_point
 from nerf_eval.scenes.scene import Scene
 
@@ -142,7 +142,7 @@ def _read_depth(dpath: Path, shape: tuple[int, ...]) -> np.ndarray:
         raise SceneError(f"{dpath}: depth file not found")
     try:
         depth = np.load(dpath, allow_pickle=False)
-    except NUMPY_FILE_ERRORS as e:
+    except Exception as e:  # np.load raises many types for damaged bytes (SyntaxError from a garbled header, ...)
         raise SceneError(f"{dpath}: not a readable .npy depth map ({type(e).__name__})") from None
     if not isinstance(depth, np.ndarray) or depth.dtype.kind not in "uif":
         raise SceneError(f"{dpath}: not a numeric .npy depth map")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nerf_eval.errors import NUMPY_FILE_ERRORS, SceneError, first_line
+from nerf_eval.errors import SceneError, first_line
 from nerf_eval.rays import NDC_NEAR, get_rays, ndc_rays
 from nerf_eval.scenes.blender import read_image
 from nerf_eval.scenes.scene import Scene
@@ -54,7 +54,7 @@ def _read_poses_bounds(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise SceneError(f"{path}: file not found; not an LLFF scene")
     try:
         arr = np.load(path, allow_pickle=False)
-    except NUMPY_FILE_ERRORS as e:
+    except Exception as e:  # np.load raises many types for damaged bytes (SyntaxError from a garbled header, ...)
         raise SceneError(f"{path}: not a readable .npy array ({first_line(e)[:120]})") from None
     if arr.ndim != 2 or arr.shape[1] != 17 or arr.shape[0] == 0:
         raise SceneError(f"{path}: shape {tuple(arr.shape)}, expected (N, 17) rows of 3x5 pose + 2 bounds")

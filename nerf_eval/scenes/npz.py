@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nerf_eval.errors import NUMPY_FILE_ERRORS, SceneError
+from nerf_eval.errors import SceneError
 from nerf_eval.scenes.blender import check_bounds
 from nerf_eval.scenes.procedural import holdout_splits
 from nerf_eval.scenes.scene import Scene
@@ -26,7 +26,7 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         raise SceneError(f"{path}: is a directory, not an .npz file")
     try:
         data = np.load(path, allow_pickle=False)
-    except NUMPY_FILE_ERRORS as e:
+    except Exception as e:  # numpy and zipfile raise many types for damaged bytes (NotImplementedError, ...)
         raise SceneError(f"{path}: not a readable .npz archive ({type(e).__name__})") from None
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise SceneError(f"{path}: a single .npy array, not an .npz archive with {list(KEYS)}")
@@ -36,7 +36,7 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
             raise SceneError(f"{path}: missing keys {missing} (has {sorted(data.files)}); expected {list(KEYS)}")
         try:
             return {k: data[k] for k in KEYS}
-        except NUMPY_FILE_ERRORS as e:
+        except Exception as e:  # as above, for a damaged member
             raise SceneError(f"{path}: corrupt array in .npz archive ({type(e).__name__})") from None
 
 
