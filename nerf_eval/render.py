@@ -18,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nerf_eval.encoding import positional_encoding
+from nerf_eval.errors import NerfEvalError
 from nerf_eval.interrupt import stop_point
 from nerf_eval.model import ModelPair, NeRFConfig
 from nerf_eval.sampling import gaussian, sample_pdf, stratified_samples
@@ -66,6 +67,14 @@ def _points_per_call(net_chunk: int | None, device: torch.device, n_points: int)
     return NET_CHUNK if device.type == "cpu" else max(1, n_points)
 
 
+def sample_count_problem(n_coarse: int, n_fine: int) -> str | None:
+    """What is wrong with these samples per ray, or None: the coarse pass needs two samples to have an
+    interval, and importance sampling a pdf over the interior intervals needs at least one of those."""
+    if n_fine < 0 or n_coarse < (3 if n_fine > 0 else 2):
+        return "need n_fine >= 0 and n_coarse >= 2 (>= 3 with fine samples)"
+    return None
+
+
 @dataclass(frozen=True)
 class RenderSettings:
     """How rays are sampled and composited. Defaults: 64 coarse + 128 fine samples, as in the NeRF paper."""
@@ -78,6 +87,9 @@ class RenderSettings:
     net_chunk: int | None = None  # points per network call; None: see NET_CHUNK
 
     def __post_init__(self) -> None:
+        problem = sample_count_problem(self.n_coarse, self.n_fine)
+        if problem is not None:
+            raise NerfEvalError(f"{self.n_coarse}+{self.n_fine} samples per ray: {problem}")
         if self.chunk < 1 or (self.net_chunk is not None and self.net_chunk < 1):
             raise ValueError(f"chunk and net_chunk must be positive, got {self.chunk} and {self.net_chunk}")
 

@@ -9,6 +9,8 @@ configuration time, before anything is collected. Nothing here imports torch.
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,14 +127,28 @@ def _raw(config: pytest.Config, name: str, quick: bool) -> tuple[str, str]:
 
 
 def _number(name: str, value: str, kind: type, low: float, high: float | None = None):
+    """`value` as an int or a finite float in [low, inf), or in (low, high] when `high` is given."""
     try:
         x = kind(value)
     except ValueError:
-        raise pytest.UsageError(f"--nerf-{name}={value!r}: not a {kind.__name__}") from None
-    if x < low or (high is not None and x > high):
-        bound = f"in ({low}, {high}]" if high is not None else f">= {low}"
+        expected = "an integer" if kind is int else "a number"
+        raise pytest.UsageError(f"--nerf-{name}={value!r}: not {expected}") from None
+    if not math.isfinite(x):
+        raise pytest.UsageError(f"--nerf-{name}={value!r}: not a finite number")
+    if (x < low) if high is None else not low < x <= high:
+        bound = f"in ({low:g}, {high:g}]" if high is not None else f">= {low:g}"
         raise pytest.UsageError(f"--nerf-{name}={value!r}: must be {bound}")
     return x
+
+
+def _threads(value: str) -> int:
+    """--nerf-latency-threads: 0 (all torch uses) up to the machine's CPU count; more threads than CPUs
+    only wait on each other, and a huge count fails to allocate."""
+    threads = _number("latency-threads", value, int, 0)
+    if threads > (os.cpu_count() or 1):
+        cpus = os.cpu_count() or 1
+        raise pytest.UsageError(f"--nerf-latency-threads={value!r}: more than this machine's {cpus} CPUs")
+    return threads
 
 
 def _path(config: pytest.Config, value: str) -> Path:
@@ -178,7 +194,7 @@ def resolve(config: pytest.Config) -> NerfOptions:
     samples = raw["samples"][0].split(",")
     if len(samples) != 2:
         raise pytest.UsageError(f"--nerf-samples={raw['samples'][0]!r}: expected 'COARSE,FINE', e.g. 64,128")
-    n_coarse = _number("samples", samples[0], int, 1)
+    n_coarse = _number("samples", samples[0], int, 0)  # what the renderer needs is checked with the target
     n_fine = _number("samples", samples[1], int, 0)
     policy = raw["missing-baseline"][0]
     if policy not in MISSING_BASELINE_POLICIES:
@@ -208,7 +224,7 @@ def resolve(config: pytest.Config) -> NerfOptions:
         latency_rays=_number("latency-rays", raw["latency-rays"][0], int, 1),
         latency_rounds=_number("latency-rounds", raw["latency-rounds"][0], int, 1),
         calibration_rays=_number("calibration-rays", raw["calibration-rays"][0], int, 1),
-        latency_threads=_number("latency-threads", raw["latency-threads"][0], int, 0),
+        latency_threads=_threads(raw["latency-threads"][0]),
         missing_baseline=policy,
         device=device,
         gates=lists["gate"],

@@ -66,7 +66,7 @@ class NerfSession:
             if self.options.max_psnr_drop is not None:
                 self.default_gates = self.default_gates.merged(
                     GateSpec(relative={"psnr_drop": self.options.max_psnr_drop}))
-            self.tolerances: dict[str, Tolerance] = tolerances(self.options.compare_fail)
+            self.tolerances: dict[str, Tolerance] = tolerances(self.options.compare_fail, where="--nerf-compare-fail")
         except GateError as e:
             raise pytest.UsageError(str(e)) from None
         self.worker = hasattr(config, "workerinput")
@@ -135,15 +135,22 @@ class NerfSession:
         measuring = [item for item in session.items if "nerf_workbench" in getattr(item, "fixturenames", ())]
         if not measuring or not (self.explicit_target() or any(map(uses_plugin_target, measuring))):
             return
-        from nerf_eval.errors import NerfEvalError
+        from nerf_eval.errors import NerfEvalError, out_of_memory
         from pytest_nerfcompress.target import Target
 
         try:
             workbench = self.workbench(Target.from_options(self.options))
             workbench.pair  # noqa: B018  (scene spec, checkpoint present, card, trained on this scene)
             workbench.views  # noqa: B018  (the --nerf-views positions exist)
+            workbench.settings  # noqa: B018  (the --nerf-samples counts can be rendered)
+            workbench.calibration_rays  # noqa: B018  (the ray counts fit in memory)
+            workbench.latency_rays  # noqa: B018
         except NerfEvalError as e:
             error = f"nerfcompress: {e}"
+        except (MemoryError, RuntimeError) as e:
+            if out_of_memory(e) is None:
+                raise
+            error = f"nerfcompress: {out_of_memory(e)}"
         else:
             return
         raise pytest.UsageError(error)

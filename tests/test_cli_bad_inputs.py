@@ -159,3 +159,35 @@ def test_compress_force_replaces_an_existing_file(files, capsys):
     rc, _, _ = run(capsys, "compress", "--checkpoint", ckpt, "--scene", scene, "--compressor", "bf16",
                    "--calibration-rays", "64", "--out", target, "--force")
     assert rc == 0 and target.read_bytes() != b"old"
+
+
+@pytest.mark.parametrize("error, line", [
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
+                  "tried to allocate 255999999744 bytes. Error code 12 (Cannot allocate memory)"),
+     "out of memory (an allocation of 238.4 GiB): a ray, sample or chunk count given is too large"),
+    (MemoryError(), "out of memory: a ray, sample or chunk count given is too large"),
+])
+def test_running_out_of_memory_is_one_line(files, capsys, monkeypatch, error, line):
+    """A count too large for the machine (`--n-coarse 999999999`) fails in torch's allocator; the command
+    says so in one line instead of a traceback (raised here by the model loader: a real allocation of that
+    size could succeed and swap on a machine that overcommits memory)."""
+    root, ckpt, scene = files
+
+    def allocate(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(nerf_eval.compress.saved, "load_any", allocate)
+    rc, _, err = run(capsys, "evaluate", "--checkpoint", ckpt, "--scene", scene, *FAST)
+    assert rc == 2
+    assert error_line(err).startswith(f"nerf-eval: error: {line}")
+
+
+def test_other_runtime_errors_keep_their_traceback(files, monkeypatch):
+    root, ckpt, scene = files
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug, not a bad input")
+
+    monkeypatch.setattr(nerf_eval.compress.saved, "load_any", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["evaluate", "--checkpoint", str(ckpt), "--scene", str(scene), *FAST])

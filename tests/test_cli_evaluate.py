@@ -140,6 +140,8 @@ def llff_dir(tmp_path):
     (["--split", "holdout"], "no split 'holdout'"),
     (["--scale", "2"], "--scale 2: must be in"),
     (["--near", "5", "--far", "3"], "need 0 <= near < far"),
+    (["--far", "inf"], "far is inf, not a finite number"),
+    (["--far", "1e39"], "beyond float32's range"),
     (["--n-coarse", "2"], "n_coarse >= 2"),
     (["--chunk", "0"], "--chunk 0"),
     (["--json", "{tmp}"], "is a directory"),

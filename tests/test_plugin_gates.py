@@ -187,3 +187,10 @@ def test_saved_run_speedup_warns_by_default_and_fails_when_asked():
     assert out.failures and "paired speed-up" in out.failures[0]
     assert check_saved("c", {"speedup": 1.9}, saved, "0001_a.json", tolerances(["speedup:10%"])).passed
     assert GateSpec.parse(["speedup>=2"]).limits  # an absolute floor on the paired speed-up works as well
+
+
+def test_malformed_limits_and_tolerances_name_the_option_that_gave_them():
+    with pytest.raises(GateError, match=r"^--nerf-gate: '0': expected an absolute limit like 'psnr>=30'"):
+        GateSpec.parse(["0"], where="--nerf-gate")
+    with pytest.raises(GateError, match=r"^--nerf-compare-fail: '0': expected METRIC:AMOUNT"):
+        tolerances(["psnr:0.2", "0"], where="--nerf-compare-fail")

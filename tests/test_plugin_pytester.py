@@ -124,7 +124,12 @@ def test_options_and_ini_keys_parse_with_the_command_line_winning(pytester):
             assert o.checkpoint == pytestconfig.rootpath / "checkpoints/object/checkpoint.pt"
     ''')
     pytester.runpytest("--nerf-quick", "--nerf-views=0,2").assert_outcomes(passed=1)
-    for option, message in [("--nerf-scale=big", "--nerf-scale='big': not a float"),
+    for option, message in [("--nerf-scale=big", "--nerf-scale='big': not a number"),
+                            ("--nerf-scale=0", "--nerf-scale='0': must be in (0, 1]"),
+                            ("--nerf-max-psnr-drop=nan", "--nerf-max-psnr-drop='nan': not a finite number"),
+                            ("--nerf-latency-rays=2.5", "--nerf-latency-rays='2.5': not an integer"),
+                            ("--nerf-latency-threads=999999999",
+                             "--nerf-latency-threads='999999999': more than this machine's * CPUs"),
                             ("--nerf-gate=psnr_dorp=1", "--nerf-gate: unknown gate 'psnr_dorp'*"),
                             ("--nerf-views=a,b", "--nerf-views='a,b': expected a count >= 1, positions >= 0*")]:
         bad = pytester.runpytest(option)
@@ -234,6 +239,23 @@ def test_bad_scene_or_checkpoint_file_fails_with_one_line_naming_it(suite, tmp_p
     assert line.startswith(f"ERROR: nerfcompress: {garbage}: not a readable torch checkpoint")
     line = one_error_line(suite.runpytest("--nerf-compressors=fp32", f"--nerf-scene={tmp_path / 'nowhere'}"))
     assert line == f"ERROR: nerfcompress: {tmp_path / 'nowhere'}: scene file or directory not found"
+    line = one_error_line(suite.runpytest("--nerf-compressors=fp32", "--nerf-samples=1,2"))
+    assert line == ("ERROR: nerfcompress: 1+2 samples per ray: need n_fine >= 0 and n_coarse >= 2 "
+                    "(>= 3 with fine samples)")
+
+
+def test_a_ray_count_too_large_for_memory_is_one_line(suite, monkeypatch):
+    """The allocator's failure is raised here rather than provoked: a real allocation of that size could
+    succeed and swap on a machine that overcommits memory."""
+    def allocate(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                           "memory: you tried to allocate 7999999992 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(nerf_eval.measure.workbench, "latency_batch", allocate)
+    suite.makepyfile(test_quality=QUALITY_MODULE)
+    line = one_error_line(suite.runpytest("--nerf-compressors=fp32", "--nerf-latency-rays=999999999"))
+    assert line == ("ERROR: nerfcompress: out of memory (an allocation of 7.5 GiB): a ray, sample or chunk count "
+                    "given is too large for this machine")
 
 
 def write_distribution(site, name, entry_points, module_source=None):

@@ -80,3 +80,18 @@ def test_cli_roofline_writes_its_directory_and_refuses_to_overwrite(tmp_path, ca
     assert "| int8-ptq-both | int8 |" in capsys.readouterr().out
     assert main(argv) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--compressors", ""], "--compressors '': names no model to measure"),
+    (["--compressors", " , "], "--compressors ' , ': names no model to measure"),
+    (["--threads", "999999999"], "--threads 999999999: must be between 1 and this machine's"),
+])
+def test_cli_roofline_refuses_nothing_to_measure_and_absurd_threads(tmp_path, capsys, flags, message):
+    ckpt = save_checkpoint(tmp_path / "tiny.pt", ModelPair.create(TINY, seed=2))
+    threads = torch.get_num_threads()
+    assert main(["roofline", "--checkpoint", str(ckpt), "--scene", "object:size=12", "--rays", "8", "--rounds", "1",
+                 "--calibration-rays", "16", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"nerf-eval: error: {message}") and len(err.splitlines()) == 1
+    assert torch.get_num_threads() == threads

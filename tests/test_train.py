@@ -246,7 +246,9 @@ def test_cli_estimate_writes_nothing(tmp_path, capsys):
     (["--scale", "2"], "--scale 2: must be in (0, 1]"),
     (["--warmstart-steps", "3", "--warmstart-points", "0"], "--warmstart-points 0: must be at least 1"),
     (["--checkpoint-every", "0"], "--checkpoint-every 0: must be > 0"),
-    (["--threads", "0"], "--threads 0: must be at least 1"),
+    (["--lr", "inf"], "--lr inf: not a finite number"),
+    (["--threads", "0"], "--threads 0: must be between 1 and this machine's"),
+    (["--threads", "999999999"], "--threads 999999999: must be between 1 and this machine's"),
 ])
 def test_cli_refuses_settings_it_cannot_train_with(tmp_path, capsys, flags, message):
     out = tmp_path / "run"

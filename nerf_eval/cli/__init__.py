@@ -12,7 +12,7 @@ import sys
 
 from nerf_eval.cli import (autocompress, card, compress, evaluate, history, render, report, roofline, scene,
                            train)
-from nerf_eval.errors import NerfEvalError
+from nerf_eval.errors import NerfEvalError, out_of_memory
 from nerf_eval.interrupt import stop_requests
 
 COMMANDS = (scene, train, evaluate, compress, autocompress, render, report, card, history, roofline)
@@ -39,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
             return int(args.func(args) or 0)
     except NerfEvalError as e:
         print(f"nerf-eval: error: {e}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as e:
+        message = out_of_memory(e)
+        if message is None:
+            raise
+        print(f"nerf-eval: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # commands that write outputs catch it themselves (`nerf_eval.interrupt.interruptible`)
         print("nerf-eval: interrupted", file=sys.stderr)

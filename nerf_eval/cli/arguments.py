@@ -5,6 +5,8 @@ view lists, sample counts)."""
 from __future__ import annotations
 
 import argparse
+import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,6 +48,9 @@ _RANGES = {
     "nonnegative": (lambda v: v >= 0, "must be >= 0"),
     "positive": (lambda v: v > 0, "must be > 0"),
     "fraction": (lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),
+    # more torch threads than CPUs only makes the threads wait on each other (and a huge count fails to allocate)
+    "threads": (lambda v: 1 <= v <= (os.cpu_count() or 1),
+                f"must be between 1 and this machine's {os.cpu_count() or 1} CPUs"),
 }
 
 
@@ -55,8 +60,11 @@ def require(args: argparse.Namespace, **ranges: str) -> None:
     for dest, kind in ranges.items():
         value = getattr(args, dest)
         ok, rule = _RANGES[kind]
+        if value is not None and not math.isfinite(value):  # argparse's float() takes 'inf' and 'nan'
+            raise NerfEvalError(f"--{dest.replace('_', '-')} {value:g}: not a finite number")
         if value is not None and not ok(value):
-            raise NerfEvalError(f"--{dest.replace('_', '-')} {value:g}: {rule}")
+            shown = f"{value:g}" if isinstance(value, float) else str(value)  # an int as given, not 1e+09
+            raise NerfEvalError(f"--{dest.replace('_', '-')} {shown}: {rule}")
 
 
 def parse_views(text: str | None) -> list[int] | None:
@@ -74,6 +82,8 @@ def parse_views(text: str | None) -> list[int] | None:
 
 def check_samples(args: argparse.Namespace) -> None:
     """--n-coarse / --n-fine as the sampler needs them (train and evaluate)."""
-    if args.n_fine < 0 or args.n_coarse < (3 if args.n_fine > 0 else 2):
-        raise NerfEvalError(f"--n-coarse {args.n_coarse} / --n-fine {args.n_fine}: need n_fine >= 0 and "
-                            "n_coarse >= 2 (>= 3 with fine samples)")
+    from nerf_eval.render import sample_count_problem
+
+    problem = sample_count_problem(args.n_coarse, args.n_fine)
+    if problem is not None:
+        raise NerfEvalError(f"--n-coarse {args.n_coarse} / --n-fine {args.n_fine}: {problem}")

@@ -60,9 +60,8 @@ def _evaluation_scene(args):
         raise NerfEvalError(f"{args.scene}: --near/--far do not apply to an NDC scene (its bounds are 0 and 1)")
     near = scene.near if args.near is None else args.near
     far = scene.far if args.far is None else args.far
-    if not 0.0 <= near < far:
-        raise NerfEvalError(f"--near {near:g} --far {far:g}: need 0 <= near < far")
-    return replace(scene, near=float(near), far=float(far))
+    # the scene's own check: 0 <= near < far, both finite and within float32's range
+    return replace(scene, near=float(near), far=float(far)).check(where=f"--near {near:g} --far {far:g}")
 
 
 def _finite_or_none(x):

@@ -7,7 +7,10 @@ from pathlib import Path
 
 from nerf_eval.atomic import check_output_dir, check_output_file
 from nerf_eval.cli.arguments import check_out_dir, require
+from nerf_eval.errors import NerfEvalError
 from nerf_eval.interrupt import interruptible
+
+GIF_FPS = (0.01, 100.0)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     require(args, frames="count", scale="fraction", fps="positive")
     gif = args.out.suffix.lower() == ".gif"
+    if gif and not GIF_FPS[0] <= args.fps <= GIF_FPS[1]:  # a GIF stores each frame's delay in 1/100 s, 16 bits
+        raise NerfEvalError(f"--fps {args.fps:g}: a GIF plays {GIF_FPS[0]:g} to {GIF_FPS[1]:g} frames per second")
     if gif:
         check_output_file(args.out, args.force, "GIF")
     else:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from nerf_eval.cli.arguments import SCENE_HELP, require
+from nerf_eval.errors import NerfEvalError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,12 +40,14 @@ def run(args: argparse.Namespace) -> int:
     from nerf_eval.roofline import measure_roofline, roofline_markdown, roofline_plot
     from nerf_eval.scenes import load_scene
 
-    require(args, rays="count", rounds="count", calibration_rays="count", threads="count")
+    require(args, rays="count", rounds="count", calibration_rays="count", threads="threads")
     if args.out is not None:
         refuse_to_replace(args.out, args.force)
     if args.threads:
         torch.set_num_threads(args.threads)
     names = REGISTRY.select([n.strip() for n in args.compressors.split(",") if n.strip()])
+    if not names:
+        raise NerfEvalError(f"--compressors {args.compressors!r}: names no model to measure (e.g. fp32,int8-ptq-both)")
     pair = load_checkpoint(args.checkpoint).eval()
     scene = load_scene(args.scene)
     calibration = calibration_batch(scene, args.calibration_rays)
@@ -57,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"roofline: {name} skipped: {slow_dtype_note(slow)}", file=sys.stderr)
             continue
         models[name] = model
+    if not models:
+        raise NerfEvalError(f"--compressors {args.compressors!r}: every model named was skipped; nothing to measure")
     result = measure_roofline(models, rays, RenderSettings(white_bkgd=scene.white_bkgd), rounds=args.rounds,
                               progress=lambda m: print(f"roofline: {m}", file=sys.stderr))
     text = roofline_markdown(result)

@@ -50,7 +50,7 @@ def _check_train_args(args) -> None:
     """One-line errors for settings the trainer cannot run with (before any scene is built)."""
     require(args, steps="nonnegative", warmstart_steps="nonnegative", warmstart_points="count", batch_rays="count",
              lr="positive", lr_final="positive", precrop_steps="nonnegative", precrop_frac="fraction",
-             scale="fraction", checkpoint_every="positive", threads="count")
+             scale="fraction", checkpoint_every="positive", threads="threads")
     if args.steps + args.warmstart_steps == 0:
         raise NerfEvalError("--steps 0 with no warm start: nothing to train")
     check_samples(args)

@@ -177,7 +177,10 @@ class GateSpec:
             if match:
                 pairs[match.group(1)] = match.group(2)
             else:
-                limit = parse_limit(text)
+                try:
+                    limit = parse_limit(text)
+                except GateError as e:
+                    raise GateError(f"{where}: {e}") from None
                 spec.limits[limit.slot] = limit
         for key, value in pairs.items():
             key = RELATIVE_ALIASES.get(key, key)
@@ -299,12 +302,18 @@ DEFAULT_TOLERANCES = ("psnr:0.1", "size:0", "latency:20%", "speedup:20%")
 WARN_ONLY = frozenset({"latency", "speedup"})
 
 
-def tolerances(exprs: Iterable[str] = ()) -> dict[str, Tolerance]:
+def tolerances(exprs: Iterable[str] = (), where: str = "tolerance") -> dict[str, Tolerance]:
     """The defaults (psnr:0.1, size:0, and warnings for latency:20% and speedup:20%) with the given
-    expressions replacing them per metric; a given expression fails the check, whatever its metric."""
+    expressions replacing them per metric; a given expression fails the check, whatever its metric.
+    A malformed expression is a GateError starting with `where` (the option that gave it)."""
     out = {t.metric.name: dataclasses.replace(t, strict=t.metric.name not in WARN_ONLY)
            for t in map(parse_tolerance, DEFAULT_TOLERANCES)}
-    out.update({t.metric.name: t for t in map(parse_tolerance, exprs)})
+    for text in exprs:
+        try:
+            given = parse_tolerance(text)
+        except GateError as e:
+            raise GateError(f"{where}: {e}") from None
+        out[given.metric.name] = given
     return out
 
 
