@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from nerf_eval.checkpoint import atomic_save, build_network, load_torch_file, read_checkpoint
 from nerf_eval.encoding import positional_encoding
-from nerf_eval.errors import CheckpointError, first_line
+from nerf_eval.errors import CheckpointError, NerfEvalError, first_line
 from nerf_eval.interrupt import stop_point, stop_requests
 from nerf_eval.model import ModelPair, NeRFConfig
 from nerf_eval.render import RenderSettings, render_rays
@@ -82,6 +82,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(params, lr=config.lr, betas=(0.9, 0.999))
         self.generator = torch.Generator().manual_seed(config.seed)
         self.step = 0
+        self.saved_step: int | None = None  # the step of the checkpoint on disk, once this run wrote one
         self.wall_time = 0.0
         self.history: list[dict] = []
         train_idx = scene.split("train")
@@ -216,10 +217,21 @@ class Trainer:
                 "rng_state": self.generator.get_state(), "train_config": dataclasses.asdict(self.cfg)}
 
     def save(self, path: str | Path) -> Path:
-        """Write `path` (the model checkpoint) and `train_state.pt` beside it, each atomically."""
+        """Write `path` (the model checkpoint) and `train_state.pt` beside it, each atomically; refuse
+        (TrainingDiverged) weights that are no longer finite, keeping the last checkpoint written."""
         path = Path(path)
+        if not all(bool(torch.isfinite(p).all()) for net in self.pair.networks().values() for p in net.parameters()):
+            raise self._diverged(path, "its weights are no longer finite")
         atomic_save(self.training_state(), path.with_name(STATE_FILE), overwrite=True)
-        return atomic_save(self.model_state(), path, overwrite=True)
+        out = atomic_save(self.model_state(), path, overwrite=True)
+        self.saved_step = self.step
+        return out
+
+    def _diverged(self, path: Path, what: str) -> "TrainingDiverged":
+        kept = (f"{path} keeps step {self.saved_step}" if self.saved_step is not None
+                else "no checkpoint was written")
+        return TrainingDiverged(f"{path}: training diverged at step {self.step} ({what}; the learning rate was "
+                                f"{self.cfg.lr_at(self.step):g}); {kept}")
 
     def load(self, path: str | Path) -> None:
         """Resume from a checkpoint this trainer wrote; refuses one from another config or scene."""
@@ -265,7 +277,7 @@ class Trainer:
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             first = first_line(e)
             raise CheckpointError(f"{state_path}: optimizer or random state does not fit this run ({first[:160]})") from None
-        self.step = int(obj["global_step"])
+        self.step = self.saved_step = int(obj["global_step"])
         self.wall_time = float(obj["meta"].get("wall_time_s", 0.0))
         self.history = list(obj["meta"].get("history", []))
 
@@ -286,6 +298,8 @@ class Trainer:
                     warm = self.step < self.cfg.warmstart_steps
                     stats = self.warmstart_step() if warm else self.photometric_step()
                     self.step += 1
+                    if not math.isfinite(stats["loss"]):
+                        raise self._diverged(Path(checkpoint_path), f"the loss is {stats['loss']}")
                     self.wall_time += time.perf_counter() - t0
                     if not warm:
                         window.append(stats["psnr"])
@@ -308,11 +322,19 @@ class Trainer:
             bar.close()
             self.save(checkpoint_path)
             raise
+        except TrainingDiverged:
+            bar.close()
+            raise
         bar.close()
         self.save(checkpoint_path)
         self.pair.coarse.eval()
         self.pair.fine.eval()
         return self.pair
+
+
+class TrainingDiverged(NerfEvalError):
+    """The loss or the weights stopped being finite (a learning rate too high for the model); the run
+    stops without overwriting its last checkpoint."""
 
 
 def _on_cpu(obj):

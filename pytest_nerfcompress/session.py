@@ -28,7 +28,7 @@ from nerf_eval.measure.gates import GateError, GateSpec, Tolerance, tolerances
 from pytest_nerfcompress.options import NerfOptions, resolve
 from pytest_nerfcompress.properties import EXTRA_INFO_KEY, PROPERTY_KEY, publish
 from pytest_nerfcompress.storage import SavedRun, SavedRunError, compare_request, compared_files, load_saved_run
-from pytest_nerfcompress.summary import Summary
+from pytest_nerfcompress.summary import Summary, check_report_dir
 
 if TYPE_CHECKING:
     from pytest_nerfcompress.registry import Choice, Registries
@@ -70,6 +70,13 @@ class NerfSession:
         except GateError as e:
             raise pytest.UsageError(str(e)) from None
         self.worker = hasattr(config, "workerinput")
+        if self.options.report_dir is not None and not self.worker:
+            from nerf_eval.errors import NerfEvalError
+
+            try:
+                check_report_dir(self.options.report_dir)
+            except NerfEvalError as e:
+                raise pytest.UsageError(str(e)) from None
         self.xdist = xdist_active(config)
         self.summary = Summary()
         self._registries: Registries | None = None

@@ -146,6 +146,29 @@ class Summary:
         return atomic_write_text(json.dumps(self.to_json(), indent=1, default=str), Path(directory) / "results.json")
 
 
+def check_report_dir(directory: Path) -> None:
+    """Refuse, before any test runs, a --nerf-report-dir that is a file or cannot be created, or that
+    holds a results.json this plugin did not write: a run replaces its own earlier results (as
+    --junitxml replaces its file), never a file of the user's."""
+    from nerf_eval.atomic import check_parent
+    from nerf_eval.errors import NerfEvalError
+
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise NerfEvalError(f"--nerf-report-dir {directory}: exists and is not a directory")
+    check_parent(directory, "--nerf-report-dir directory")
+    results = directory / "results.json"
+    if results.exists() or results.is_symlink():
+        try:
+            doc = json.loads(results.read_text())
+            ours = isinstance(doc, dict) and set(doc) == {"rows"} and isinstance(doc["rows"], list)
+        except (OSError, ValueError):
+            ours = False
+        if not ours:
+            raise NerfEvalError(f"{results}: not a results.json nerfcompress wrote; refusing to overwrite it "
+                                "(choose another --nerf-report-dir)")
+
+
 def _fmt(value, spec: str) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"

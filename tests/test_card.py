@@ -42,6 +42,17 @@ def test_card_refuses_a_scale_out_of_range_before_measuring(tmp_path, capsys):
     assert "--scale" in capsys.readouterr().err
 
 
+def test_card_refuses_views_outside_the_test_split_in_one_line(tmp_path, capsys):
+    paths = write_tiny_target(tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(paths["checkpoint"], run / "checkpoint.pt")
+    assert main(["card", str(run), "--scene", str(paths["scene"]), "--command", "x", "--views", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "nerf-eval: error: views [-1] out of range: split 'test' of 'scene' has 10 views"
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt"]
+
+
 @pytest.mark.parametrize("white", ["true", "false"])
 def test_card_figures_are_what_evaluate_measures_on_either_background(tmp_path, capsys, white):
     paths = write_tiny_target(tmp_path, size=16)

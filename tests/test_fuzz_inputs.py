@@ -3,7 +3,8 @@ here, then mutated by hypothesis (values of the wrong type, shapes, NaN/inf, mis
 garbled files). Each load must end in a one-line SceneError/CheckpointError naming the file, or give a
 scene/model that is actually usable; never any other exception. Compressor names, built from the
 registry's words and noise, must build or end in a one-line CompressorError; scene names, parse (and
-small built-in scenes load) or end in a one-line SceneError.
+small built-in scenes load) or end in a one-line SceneError. Every option of every `nerf-eval` command
+but the paths, set to a drawn value, must run (exit 0) or end in one error line (exit 2).
 
 Seeded (`derandomize=True`) so CI sees the same examples on every run; about 50 per loader. A longer
 campaign draws fresh examples: `NERF_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz_inputs.py` (random seeds,
@@ -12,6 +13,7 @@ that many examples per loader; hypothesis prints the failing example to add as a
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
@@ -462,3 +464,93 @@ def test_any_scene_name_parses_or_is_refused_in_one_line(text):
             usable_scene(spec.load())
     except SceneError as e:
         assert "\n" not in str(e), str(e)
+
+
+# --- command-line options --------------------------------------------------------------------------
+
+# the options that name files or directories are fuzzed by the loaders above and the output checks of
+# tests/test_cli_bad_inputs.py; every other option of every command is drawn here
+PATH_OPTIONS = {"--scene", "--checkpoint", "--out", "--json", "--save", "--extend", "--storage", "--plot"}
+option_values = st.one_of(
+    st.sampled_from(["0", "-1", "1", "2", "3", "nan", "inf", "-inf", "1e400", "1e-30", "1e30", "1e300", "", " ", "abc",
+                     "2.5", "0.5", "1,2", "0,1", "-0", "1_0", "0x10", "*z", "fp32", "bf16", "int8", "cuda", "cpu",
+                     "train", "val", "test", "speed", "\u0663"]),
+    st.integers(-3, 24).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr), st.text(max_size=4))
+
+
+@pytest.fixture(scope="module")
+def cli_target(tmp_path_factory):
+    """A tiny Blender scene and checkpoint, and each command's argv that runs in about a second on them."""
+    from nerf_eval.scenes.blender import write_blender
+    from nerf_eval.scenes.procedural import make_scene
+
+    root = tmp_path_factory.mktemp("options")
+    scene = str(write_blender(make_scene("object", size=SIZE)[0], root / "scene"))
+    ckpt = str(save_checkpoint(root / "tiny.pt", ModelPair.create(TINY, seed=1)))
+    run = save_checkpoint(root / "run" / "checkpoint.pt", ModelPair.create(TINY, seed=1), meta={"scene": scene})
+    samples = ["--n-coarse", "4", "--n-fine", "4"]
+    return root, {
+        "train": ["train", "--scene", f"object:size={SIZE}", "--steps", "2", "--warmstart-steps", "1",
+                  "--warmstart-points", "64", "--batch-rays", "16", "--checkpoint-every", "60", *samples],
+        "evaluate": ["evaluate", "--checkpoint", ckpt, "--scene", scene, "--views", "0", "--no-flip", *samples],
+        "compress": ["compress", "--checkpoint", ckpt, "--scene", scene, "--compressor", "int8-ptq-both",
+                     "--calibration-rays", "64"],
+        "render": ["render", "--checkpoint", ckpt, "--scene", scene, "--frames", "2", "--scale", "0.5"],
+        "report": ["report", "--checkpoint", ckpt, "--scene", scene, "--compressors", "bf16", "--views", "0",
+                   "--calibration-rays", "64", "--latency-rays", "16", "--repeats", "1", *samples],
+        "roofline": ["roofline", "--checkpoint", ckpt, "--scene", scene, "--compressors", "fp32", "--rays", "16",
+                     "--rounds", "1", "--calibration-rays", "64"],
+        "autocompress": ["autocompress", "--checkpoint", ckpt, "--scene", scene, "--budget-minutes", "0.05",
+                         "--ratios", "0", "--precisions", "fp32", "--accelerators", "", "--calibration-views", "1",
+                         "--confirm-views", "1", "--calibration-rays", "64", "--latency-rays", "16"],
+        "card": ["card", str(run.parent), "--scene", scene, "--command", "nerf-eval train", "--views", "0",
+                 "--scale", "0.5"],
+    }
+
+
+def drawn_options(parser_of_command) -> list[str]:
+    return sorted(a.option_strings[-1] for a in parser_of_command._actions
+                  if a.option_strings and a.nargs != 0 and a.option_strings[-1] not in PATH_OPTIONS | {"--help"})
+
+
+@FUZZ
+@given(data=st.data())
+def test_any_option_value_works_or_is_refused_in_one_line(cli_target, data):
+    """Every command, one option set to a drawn value (a number out of range, NaN, text, an empty string):
+    exit 0, or exit 2 with one `nerf-eval: error:` line (argparse's own refusals print its usage first);
+    never a traceback."""
+    import argparse
+
+    from nerf_eval.cli import build_parser, main
+
+    root, bases = cli_target
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    command = data.draw(st.sampled_from(sorted(bases)))
+    option = data.draw(st.sampled_from(drawn_options(commands[command])))
+    value = data.draw(option_values)
+    argv = list(bases[command])
+    if option in argv:
+        argv[argv.index(option) + 1] = value
+    else:
+        argv += [option, value]
+    out = root / "out" / str(data.draw(st.integers(0, 10 ** 9)))
+    if command in ("train", "report", "roofline", "autocompress"):
+        argv += ["--out", str(out)]
+    elif command in ("compress", "render"):
+        argv += ["--out", str(out) + (".gif" if command == "render" else ".pt")]
+    elif command == "scene":
+        argv += [str(out)]
+    threads, stderr = torch.get_num_threads(), io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+            rc = main(argv)
+    except SystemExit as e:  # argparse: an unknown choice, a value that is not an int
+        assert e.code == 2 and "error: argument" in stderr.getvalue(), (argv, stderr.getvalue())
+        return
+    finally:
+        torch.set_num_threads(threads)
+    err = stderr.getvalue()
+    assert rc in (0, 2), (argv, err)
+    if rc == 2:
+        errors = [line.split("nerf-eval: error: ", 1)[1] for line in err.splitlines() if "nerf-eval: error: " in line]
+        assert len(errors) == 1 and errors[0].strip(), (argv, err)

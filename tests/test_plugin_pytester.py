@@ -258,6 +258,25 @@ def test_a_ray_count_too_large_for_memory_is_one_line(suite, monkeypatch):
                     "given is too large for this machine")
 
 
+def test_a_report_dir_that_is_a_file_or_holds_the_users_results_is_refused_before_any_test(suite, tmp_path):
+    suite.makepyfile(test_quality=QUALITY_MODULE)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine")
+    line = one_error_line(suite.runpytest("--nerf-compressors=fp32", f"--nerf-report-dir={a_file}"))
+    assert line == f"ERROR: --nerf-report-dir {a_file}: exists and is not a directory"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.json").write_text('{"my": "figures"}')
+    line = one_error_line(suite.runpytest("--nerf-compressors=fp32", f"--nerf-report-dir={mine}"))
+    assert line == (f"ERROR: {mine / 'results.json'}: not a results.json nerfcompress wrote; refusing to overwrite "
+                    "it (choose another --nerf-report-dir)")
+    assert (mine / "results.json").read_text() == '{"my": "figures"}' and a_file.read_text() == "mine"
+    ours = tmp_path / "ours"
+    for _ in range(2):  # a run replaces its own earlier results
+        suite.runpytest("--nerf-compressors=fp32", f"--nerf-report-dir={ours}").assert_outcomes(passed=1)
+    assert [row["name"] for row in json.loads((ours / "results.json").read_text())["rows"]] == ["fp32"]
+
+
 def write_distribution(site, name, entry_points, module_source=None):
     """A fake installed distribution (a dist-info directory) that importlib.metadata finds on sys.path."""
     info = site / f"{name}-0.1.dist-info"

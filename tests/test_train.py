@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import signal
@@ -16,7 +17,7 @@ from nerf_eval.cli import main
 from nerf_eval.errors import CheckpointError
 from nerf_eval.model import NeRFConfig
 from nerf_eval.scenes.procedural import make_scene
-from nerf_eval.train import TrainConfig, Trainer
+from nerf_eval.train import TrainConfig, Trainer, TrainingDiverged
 
 TINY = NeRFConfig(depth=3, width=32, skips=(1,), multires=4, multires_views=2, view_width=16)
 
@@ -89,6 +90,34 @@ def test_interrupted_run_leaves_loadable_checkpoint(tiny_scene, tmp_path):
     pair = load_checkpoint(tmp_path / "checkpoint.pt")
     assert pair.meta["global_step"] == 3
     assert pair.coarse.config == TINY
+
+
+def test_a_diverging_run_stops_in_one_line_and_keeps_its_last_finite_checkpoint(tiny_scene, tmp_path):
+    """A learning rate far too high turns the weights, then the loss, into inf/NaN; the run stops there
+    instead of writing NaN weights over its checkpoint (and exiting 0)."""
+    scene, _ = tiny_scene
+    path = tmp_path / "checkpoint.pt"
+    tr = Trainer(scene, _cfg(steps=10), TINY)
+
+    def save_then_raise_the_lr(step, _stats):
+        if step == 2:
+            tr.save(path)
+            tr.cfg = dataclasses.replace(tr.cfg, lr=1e30, lr_final=1e30)
+
+    with pytest.raises(TrainingDiverged, match=r"checkpoint\.pt: training diverged at step \d+ \((the loss is nan|its "
+                                               r"weights are no longer finite); the learning rate was 1e\+30\); "
+                                               r".*checkpoint\.pt keeps step 2$"):
+        tr.run(path, progress=False, on_step=save_then_raise_the_lr)
+    assert load_checkpoint(path).meta["global_step"] == 2
+
+
+def test_cli_train_that_diverges_exits_2_with_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["train", "--scene", "object:size=8", "--out", str(out), "--steps", "5", "--batch-rays", "16",
+               "--n-coarse", "4", "--n-fine", "4", "--lr", "1e30", "--lr-final", "1e30", "--no-bf16"])
+    err = [line for line in capsys.readouterr().err.splitlines() if "nerf-eval: error:" in line]
+    assert rc == 2 and len(err) == 1 and "training diverged at step" in err[0]
+    assert not (out / "checkpoint.pt").exists()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -247,6 +276,7 @@ def test_cli_estimate_writes_nothing(tmp_path, capsys):
     (["--warmstart-steps", "3", "--warmstart-points", "0"], "--warmstart-points 0: must be at least 1"),
     (["--checkpoint-every", "0"], "--checkpoint-every 0: must be > 0"),
     (["--lr", "inf"], "--lr inf: not a finite number"),
+    (["--lr", "1e300"], "--lr 1e+300: must be > 0 and within float32's range"),
     (["--threads", "0"], "--threads 0: must be between 1 and this machine's"),
     (["--threads", "999999999"], "--threads 999999999: must be between 1 and this machine's"),
 ])

@@ -43,11 +43,13 @@ def parse_device(name: str, flag: str = "--device") -> torch.device:
     return device
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max, without importing torch here
 _RANGES = {
     "count": (lambda v: v >= 1, "must be at least 1"),
     "nonnegative": (lambda v: v >= 0, "must be >= 0"),
     "positive": (lambda v: v > 0, "must be > 0"),
     "fraction": (lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),
+    "learning_rate": (lambda v: 0 < v <= FLOAT32_MAX, "must be > 0 and within float32's range"),
     # more torch threads than CPUs only makes the threads wait on each other (and a huge count fails to allocate)
     "threads": (lambda v: 1 <= v <= (os.cpu_count() or 1),
                 f"must be between 1 and this machine's {os.cpu_count() or 1} CPUs"),

@@ -115,8 +115,8 @@ def run(args: argparse.Namespace) -> int:
     scene = _evaluation_scene(args)
     try:
         indices = scene.subset(args.split, views)
-    except (KeyError, ValueError) as e:
-        raise NerfEvalError(f"{args.scene}: {e.args[0]}") from None
+    except NerfEvalError as e:
+        raise NerfEvalError(f"{args.scene}: {e}") from None
     if not indices:
         raise NerfEvalError(f"{args.scene}: split {args.split!r} has no views")
     sha256 = file_hash(args.checkpoint)

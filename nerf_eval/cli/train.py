@@ -49,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _check_train_args(args) -> None:
     """One-line errors for settings the trainer cannot run with (before any scene is built)."""
     require(args, steps="nonnegative", warmstart_steps="nonnegative", warmstart_points="count", batch_rays="count",
-             lr="positive", lr_final="positive", precrop_steps="nonnegative", precrop_frac="fraction",
+             lr="learning_rate", lr_final="learning_rate", precrop_steps="nonnegative", precrop_frac="fraction",
              scale="fraction", checkpoint_every="positive", threads="threads")
     if args.steps + args.warmstart_steps == 0:
         raise NerfEvalError("--steps 0 with no warm start: nothing to train")

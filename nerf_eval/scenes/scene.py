@@ -108,7 +108,7 @@ class Scene:
         if name == "all":
             return list(range(self.images.shape[0]))
         if name not in self.splits:
-            raise KeyError(f"scene {self.name!r} has no split {name!r} (has {sorted(self.splits)})")
+            raise SceneError(f"scene {self.name!r} has no split {name!r} (has {sorted(self.splits)})")
         return list(self.splits[name])
 
     def rays(self, index: int) -> Rays:
@@ -149,7 +149,7 @@ class Scene:
         if scale == 1.0:
             return self
         if not 0.0 < scale <= 1.0:
-            raise ValueError(f"scale must be in (0, 1], got {scale}")
+            raise SceneError(f"scale must be in (0, 1], got {scale}")
         h, w = max(1, round(self.height * scale)), max(1, round(self.width * scale))
         if min(h, w) < MIN_SIDE:
             smallest = MIN_SIDE / min(self.height, self.width)
@@ -170,5 +170,5 @@ class Scene:
             return idx
         bad = [v for v in views if not 0 <= v < len(idx)]
         if bad:
-            raise ValueError(f"views {bad} out of range: split {split!r} of {self.name!r} has {len(idx)} views")
+            raise SceneError(f"views {bad} out of range: split {split!r} of {self.name!r} has {len(idx)} views")
         return [idx[v] for v in views]
