@@ -11,14 +11,19 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import os
+import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import nerf_eval.history  # noqa: F401
 import nerf_eval.memory  # noqa: F401  (patched below: the runs must find this module object)
 import pytest_nerfcompress.checks  # noqa: F401
 import nerf_eval.measure.workbench  # noqa: F401
 from nerf_eval.compress import REGISTRY
+from pytest_nerfcompress.options import LIST_OPTIONS, VALUE_OPTIONS
 from pytest_nerfcompress.testing import tiny_ini, write_tiny_target
 
 pytest_plugins = ["pytester"]
@@ -625,3 +630,31 @@ def test_a_run_saved_by_the_plugin_before_measurement_specs_still_compares(suite
     suite.runpytest(*args, "--benchmark-compare", "--nerf-missing-baseline=fail").assert_outcomes(passed=2)
     raise_saved_psnr(saved, 1.0)
     suite.runpytest(*args, "--benchmark-compare", "--nerf-missing-baseline=fail").assert_outcomes(failed=2)
+
+
+PLUGIN_FUZZ_EXAMPLES = int(os.environ.get("NERF_FUZZ_EXAMPLES", "0"))  # 0: CI's fixed examples (see test_fuzz_inputs)
+plugin_option_values = st.one_of(
+    st.sampled_from(["0", "-1", "1", "2", "nan", "inf", "1e400", "1e300", "", " ", "abc", "2.5", "0.5", "1,2",
+                     "8,8", "0,1", "-0", "1_0", "all", "cuda", "warn", "psnr:0.1", "psnr>=1", "psnr_drop=0.1",
+                     "size:1.2.3%", "fp32", "*"]),
+    st.integers(-3, 24).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr), st.text(max_size=4))
+
+
+@settings(max_examples=PLUGIN_FUZZ_EXAMPLES or 12, deadline=None, derandomize=not PLUGIN_FUZZ_EXAMPLES,
+          database=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(option=st.sampled_from(sorted(set(VALUE_OPTIONS) - {"scene", "checkpoint", "compressors"} | set(LIST_OPTIONS))),
+       value=plugin_option_values)
+def test_any_plugin_option_value_runs_or_is_one_usage_error_line(suite, option, value):
+    """Each --nerf-* option (but the target's paths and the compressor names, fuzzed elsewhere) set to a
+    drawn value: the tests run (their gates may fail, each in one line) or pytest stops with one usage-error
+    line; never a traceback, an internal error or an error inside a test."""
+    suite.makepyfile(test_quality=QUALITY_MODULE)
+    result = suite.runpytest("--nerf-compressors=fp32", f"--nerf-{option}={value}")
+    text = "\n".join(result.outlines + result.errlines)
+    assert "Traceback" not in text and "INTERNALERROR" not in text, text
+    assert not re.search(r"^E\s+[\w.]*(Error|Exception)\b", text, re.M), text
+    if result.ret == pytest.ExitCode.USAGE_ERROR:
+        one_error_line(result)
+    else:
+        assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), text
+        assert set(result.parseoutcomes()) <= {"passed", "failed", "skipped", "warnings", "warning"}, text

@@ -38,15 +38,23 @@ def main(argv: list[str] | None = None) -> int:
             keep_freed_memory()
             return int(args.func(args) or 0)
     except NerfEvalError as e:
-        print(f"nerf-eval: error: {e}", file=sys.stderr)
+        _error_line(str(e))
         return 2
     except (MemoryError, RuntimeError) as e:
         message = out_of_memory(e)
         if message is None:
             raise
-        print(f"nerf-eval: error: {message}", file=sys.stderr)
+        _error_line(message)
         return 2
     except KeyboardInterrupt:  # commands that write outputs catch it themselves (`nerf_eval.interrupt.interruptible`)
         print("nerf-eval: interrupted", file=sys.stderr)
         return 130
 
+
+
+def _error_line(message: str) -> None:
+    """Print the error on a line of its own: tqdm.write clears a progress bar the failed work left open
+    (the bar is redrawn below it), where a plain print would append the error to the bar's line."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(f"nerf-eval: error: {message}", file=sys.stderr)
