@@ -10,12 +10,14 @@ timings only.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from nerf_eval.atomic import atomic_write_bytes
 from nerf_eval.errors import NerfEvalError
 
 SAVED_KEY = "nerfcompress"
@@ -166,8 +168,7 @@ def plot_history(runs: list[Run], out: str | Path) -> Path:
     if handles:
         fig.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize=7)
     fig.tight_layout(rect=(0, 0.08 + 0.02 * (len(names) // 4), 1, 1))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
-    return out
+    return atomic_write_bytes(png.getvalue(), out)  # the old plot or the new one, never a part

@@ -500,6 +500,17 @@ def test_history_prints_each_compressor_across_saved_runs_and_plots_them(suite, 
                                                       ("scene", "fp32", "0001"), ("scene", "fp32", "0002")]
     assert all(float(r[3]) > 30 and r[-1] == "ms" for r in rows)  # PSNR, and latency from the benchmark
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    storage = ["history", "--storage", str(suite.path / ".benchmarks")]
+    plot.write_bytes(b"the user's own plot")
+    assert main([*storage, "--plot", str(plot)]) == 2
+    assert capsys.readouterr().err.strip() == (f"nerf-eval: error: {plot}: file exists; refusing to overwrite it "
+                                               "(use --force)")
+    assert plot.read_bytes() == b"the user's own plot"
+    assert main([*storage, "--plot", str(tmp_path / "notes.md")]) == 2
+    assert "the trend plot is a PNG" in capsys.readouterr().err and not (tmp_path / "notes.md").exists()
+    assert main([*storage, "--plot", str(plot), "--force"]) == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.png"]  # no temporary left beside it
 
 
 KNOWN_FAILURE_CONFTEST = CONFTEST_COMPRESSORS + '''
