@@ -159,7 +159,14 @@ def _per_view_lines(card: dict, fmt) -> list[str]:
     return [*lines, ""]
 
 
+CARD_FILES = ("model_card.json", "model_card.md")
+
+
 def write_card(card: dict, out_dir: str | Path) -> None:
-    out = Path(out_dir)
-    (out / "model_card.json").write_text(json.dumps(card, indent=1, default=float))
-    (out / "model_card.md").write_text(card_markdown(card))
+    """model_card.json and model_card.md into the run directory, both or neither (an interrupt leaves the
+    previous card whole); the run's other files stay."""
+    from nerf_eval.atomic import atomic_files_into
+
+    with atomic_files_into(Path(out_dir)) as tmp:
+        (tmp / CARD_FILES[0]).write_text(json.dumps(card, indent=1, default=float))
+        (tmp / CARD_FILES[1]).write_text(card_markdown(card))

@@ -36,6 +36,17 @@ def test_card_records_scale_splits_per_view_metrics_and_notes(tmp_path, capsys):
     again = quick_check(run / "checkpoint.pt", scene, scale=card["quick_check"]["scale"])
     assert again["psnr"] == pytest.approx(card["quick_check"]["psnr"], abs=1e-6)
 
+    argv = ["card", str(run), "--scene", scene, "--command", "nerf-eval train ...", "--scale", "0.5", "--views", "0"]
+    capsys.readouterr()
+    assert main(argv) == 2  # the card exists: replaced only with --force
+    assert capsys.readouterr().err.strip() == (f"nerf-eval: error: {run / 'model_card.json'}: file exists; refusing "
+                                               "to overwrite it (use --force)")
+    assert json.loads((run / "model_card.json").read_text()) == card
+    assert main([*argv, "--force"]) == 0
+    assert json.loads((run / "model_card.json").read_text())["test"]["views"] == card["test"]["views"][:1]
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "model_card.json", "model_card.md"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary left
+
 
 def test_card_refuses_a_scale_out_of_range_before_measuring(tmp_path, capsys):
     assert main(["card", str(tmp_path), "--scene", "object", "--command", "x", "--scale", "0"]) == 2

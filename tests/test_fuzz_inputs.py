@@ -505,7 +505,7 @@ def cli_target(tmp_path_factory):
                          "--ratios", "0", "--precisions", "fp32", "--accelerators", "", "--calibration-views", "1",
                          "--confirm-views", "1", "--calibration-rays", "64", "--latency-rays", "16"],
         "card": ["card", str(run.parent), "--scene", scene, "--command", "nerf-eval train", "--views", "0",
-                 "--scale", "0.5"],
+                 "--scale", "0.5", "--force"],
     }
 
 

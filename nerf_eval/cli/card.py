@@ -16,13 +16,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--views", default=None, help="test-split positions (default: all)")
     p.add_argument("--scale", type=float, default=1.0, help="resolution scale of the test views measured, in (0, 1]")
     p.add_argument("--notes", default="", help="known limitations and how the recipe was chosen, for the card")
+    p.add_argument("--force", action="store_true", help="replace the run's existing model card")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from nerf_eval.card import build_card, card_markdown, write_card
+    from nerf_eval.atomic import check_output_file
+    from nerf_eval.card import CARD_FILES, build_card, card_markdown, write_card
 
     require(args, scale="fraction")
+    for name in CARD_FILES:  # before measuring: the card is the last thing written
+        check_output_file(args.run_dir / name, args.force, "model card")
     card = build_card(args.run_dir / "checkpoint.pt", args.scene, args.train_command, parse_views(args.views),
                       scale=args.scale, notes=args.notes)
     write_card(card, args.run_dir)
