@@ -45,17 +45,21 @@ class SavedRecord:
 
 
 def saved_records(data: dict) -> Iterator[SavedRecord]:
-    """Every plugin record of one parsed saved run, benchmarks' `extra_info` first."""
-    for bench in data.get("benchmarks") or ():
+    """Every plugin record of one parsed saved run, benchmarks' `extra_info` first (entries of another
+    shape than the plugin writes are passed over)."""
+    benches = data.get("benchmarks")
+    for bench in benches if isinstance(benches, list) else ():
         info = bench.get("extra_info") if isinstance(bench, dict) else None
         record = info.get(SAVED_KEY) if isinstance(info, dict) else None
         if isinstance(record, dict):
             latency = record.get("latency_s")
             if latency is None:
-                latency = (bench.get("stats") or {}).get("min")
+                stats = bench.get("stats")
+                latency = stats.get("min") if isinstance(stats, dict) else None
             yield SavedRecord(str(bench.get("fullname", "")), record, latency)
     section = data.get(SAVED_KEY)
-    for entry in (section.get("records") if isinstance(section, dict) else None) or ():
+    entries = section.get("records") if isinstance(section, dict) else None
+    for entry in entries if isinstance(entries, list) else ():
         if isinstance(entry, dict) and isinstance(entry.get("record"), dict):
             yield SavedRecord(str(entry.get("test", "")), entry["record"], entry["record"].get("latency_s"))
 

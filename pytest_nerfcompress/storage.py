@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 
-
 class SavedRunError(ValueError):
     """A saved benchmark run that cannot be used (unreadable, corrupt, wrong layout, wrong storage)."""
 

@@ -553,3 +553,110 @@ def test_any_option_value_works_or_is_refused_in_one_line(cli_target, data):
     if rc == 2:
         errors = [line.split("nerf-eval: error: ", 1)[1] for line in err.splitlines() if "nerf-eval: error: " in line]
         assert len(errors) == 1 and errors[0].strip(), (argv, err)
+
+
+def mutated(doc, draw):
+    """`mutate_json` one to three times (a legacy document without its spec and with a bad setting, say)."""
+    for _ in range(draw(st.integers(1, 3))):
+        doc = mutate_json(doc, draw) if any(paths_of(doc)) else doc  # a leaf has no path to mutate
+    return doc
+
+
+# --- saved benchmark runs --------------------------------------------------------------------------
+
+NODEID = "test_b.py::test_compressor[fp32]"
+RECORD = {"name": "fp32", "target": "scene", "scene": "scene", "checkpoint": "tiny.pt",
+          "checkpoint_sha256": "369042f0aaa5db4b9f29b333dec706bd44d3c97718b72775d2548635f7b8a4dc",
+          "settings": {"views": [95], "height": 8, "width": 8, "samples": [8, 8], "scale": 1.0, "calibration_rays": 64,
+                       "calibration_seed": 0, "latency_rays": 32, "latency_seed": 1},
+          "psnr": 59.46, "ssim": 0.9989, "flip": 0.0083, "worst_psnr": 59.46, "worst_view": 95, "depth_error": 1.42,
+          "depth_change": 0.0, "sharpness": 0.79, "size_bytes": 55119, "size_fine_bytes": 27897, "params": 11560,
+          "latency_s": 0.00236, "speedup": 1.49, "speedup_spread": 0.0, "reference_latency_s": 0.00353,
+          "latency_rounds": 1, "latency_threads": 1, "render_time_s": None, "baseline_time_s": None,
+          "compress_time_s": None, "views": [95], "per_view": [{"psnr": 59.46, "ssim": 0.9989}], "error": None}
+SAVED_RUN = {"machine_info": {"node": "ci", "cpu": {"brand_raw": "AMD EPYC"}}, "commit_info": {"id": "abc"},
+             "benchmarks": [{"group": None, "name": "test_compressor[fp32]", "fullname": NODEID,
+                             "params": {"nerf_compressor": "fp32"}, "param": "fp32",
+                             "extra_info": {"nerfcompress": RECORD}, "options": {"timer": "perf_counter"},
+                             "stats": {"min": 0.0034, "max": 0.0034, "mean": 0.0034, "rounds": 1}}],
+             "nerfcompress": {"records": [{"test": "test_b.py::test_measure", "record": {**RECORD, "name": "bf16"}}]},
+             "datetime": "2026-12-03T14:31:41", "version": "5.1.0"}
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_saved_run_compares_or_is_refused_in_one_line(data):
+    """A saved pytest-benchmark run (`--benchmark-compare`, `nerf-eval history`) with a field of the wrong
+    type, removed or garbled: the plugin's comparison refuses it in one line naming the file, or compares
+    it with one line per finding; history lists it or refuses it in one line; never any other exception."""
+    from nerf_eval.history import HistoryError, history_table, load_runs
+    from nerf_eval.measure import Record
+    from nerf_eval.measure.gates import check_saved, tolerances
+    from nerf_eval.measure.spec import MeasurementSpec
+    from pytest_nerfcompress.storage import SavedRunError, load_saved_run
+
+    raw = json.dumps(mutated(SAVED_RUN, data.draw), allow_nan=True).encode()
+    if data.draw(st.booleans()):
+        raw = garble(raw, data.draw)
+    root = write_files({"Linux-CPython-3.11-64bit/0001_run.json": raw})
+    try:
+        path = root / "Linux-CPython-3.11-64bit" / "0001_run.json"
+        try:
+            run = load_saved_run(path)
+        except SavedRunError as e:
+            one_line(e, "0001_run.json")
+        else:
+            spec = MeasurementSpec.from_dict(Record.from_dict(RECORD).identity())
+            for name in ("fp32", "bf16"):
+                saved = run.quality(NODEID if name == "fp32" else "test_b.py::test_measure", name)
+                reason = spec.mismatch(saved) if saved is not None else None
+                if saved is not None and reason is None:
+                    out = check_saved(name, RECORD, saved, run.source, tolerances(["speedup:10%"]))
+                    assert all("\n" not in line for line in out.failures + out.warnings)
+                assert reason is None or "\n" not in reason, reason
+        try:
+            history_table(load_runs(root))
+        except HistoryError as e:
+            one_line(e, "0001_run.json")
+    finally:
+        shutil.rmtree(root)
+
+
+# --- an earlier report (`nerf-eval report --extend`) -----------------------------------------------
+
+def committed_report() -> dict:
+    doc = json.loads((Path(__file__).parents[1] / "reports" / "object-coarse-grid" / "results.json").read_text())
+    recipe = {"steps": 100, "rays": 1024, "samples": "32+64", "lr": "1e-4 to 1e-5", "arithmetic": "fp32"}
+    doc["settings"].update(finetune="100 steps, 1024 rays, 32+64 samples", finetune_recipe=recipe)
+    return {"settings": doc["settings"], "results": doc["results"][:2]}
+
+
+REPORT = committed_report()
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_report_extends_or_is_refused_in_one_line(data):
+    """`report --extend` reads an earlier report's results.json: with a field of the wrong type, removed or
+    garbled, it gives the rows to reuse or one line naming the file; never any other exception."""
+    from nerf_eval.cli.report import _earlier_rows
+    from nerf_eval.errors import NerfEvalError
+    from nerf_eval.measure import Record
+    from nerf_eval.measure.spec import MeasurementSpec
+
+    doc = copy.deepcopy(REPORT)
+    if data.draw(st.booleans()):  # a report written before specs: its settings are compared instead
+        del doc["settings"]["spec"]
+    raw = json.dumps(mutated(doc, data.draw), allow_nan=True).encode()
+    if data.draw(st.booleans()):
+        raw = garble(raw, data.draw)
+    root = write_files({"results.json": raw})
+    meta = {"machine": REPORT["settings"]["machine"], "finetune": REPORT["settings"]["finetune"],
+            "finetune_recipe": dict(REPORT["settings"]["finetune_recipe"])}
+    try:
+        rows, _ = _earlier_rows(root, meta, MeasurementSpec.from_dict(REPORT["settings"]["spec"]))
+        assert all(isinstance(r, Record) for r in rows)
+    except NerfEvalError as e:
+        one_line(e, "results.json")
+    finally:
+        shutil.rmtree(root)

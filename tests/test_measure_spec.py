@@ -73,3 +73,22 @@ def test_portable_names_files_without_machine_paths(tmp_path):
     assert portable("object", tmp_path) == "object"
     assert portable(tmp_path / "data" / "lego", tmp_path) == "data/lego"
     assert portable("/elsewhere/lego", tmp_path) == "lego"
+
+
+def test_a_malformed_saved_document_is_a_one_line_reason_not_an_exception():
+    """Found by fuzzing saved runs (tests/test_fuzz_inputs.py): settings that are not an object, and
+    values or keys that span lines."""
+    doc = spec().to_dict()
+    assert spec().mismatch({**doc, "settings": True}) == "its settings are True, not a JSON object"
+    reason = spec().mismatch({**doc, "settings": {**doc["settings"], "device": "cpu\nand more", "x\ny": 1}})
+    assert "\n" not in reason and "device='cpu\\nand more'" in reason and "'x\\ny'=1" in reason
+
+
+def test_a_saved_metric_of_another_type_is_not_compared_and_says_so():
+    from nerf_eval.measure.gates import check_saved, tolerances
+
+    out = check_saved("fp32", {"psnr": 30.0, "size_bytes": 100}, {"psnr": "30", "size_bytes": [1]}, "0001_a.json",
+                      tolerances())
+    assert out.failures == [] and out.checked == []
+    assert out.warnings == ["fp32: saved run 0001_a.json has no PSNR; not compared",
+                            "fp32: saved run 0001_a.json has no size; not compared"]

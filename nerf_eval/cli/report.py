@@ -71,13 +71,17 @@ def legacy_spec_document(settings: dict) -> dict:
     checkpoint's first 16 hex digits, the scene, the resolution, the view count, the samples and the
     latency batch (seeded test rays, or before those existed the first rays of one view)."""
     out: dict = {}
-    try:
-        width, height = (int(x) for x in str(settings["resolution"]).split("x"))
-        out.update(width=width, height=height)
-    except (KeyError, ValueError):
-        pass
+    if "resolution" in settings:  # an unreadable value is kept as it is, so that it differs from any spec
+        try:
+            width, height = (int(x) for x in str(settings["resolution"]).split("x"))
+            out.update(width=width, height=height)
+        except ValueError:
+            out["resolution"] = settings["resolution"]
     if "samples" in settings:
-        out["samples"] = [int(x) for x in str(settings["samples"]).split("+")]
+        try:
+            out["samples"] = [int(x) for x in str(settings["samples"]).split("+")]
+        except ValueError:
+            out["samples"] = settings["samples"]
     for key in ("views", "latency_rays"):
         if key in settings:
             out[key] = settings[key]

@@ -154,8 +154,10 @@ class Outcome:
 
 
 def _value(record: Mapping, m: Metric) -> float | None:
+    """The metric's number in `record`; None when it holds none (absent, or a saved run's field of another
+    type, which is then reported as not compared rather than raising)."""
     v = record.get(m.key)
-    return None if v is None else float(v)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 @dataclass

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from nerf_eval.errors import describe
+
 SPEC_VERSION = "nerf-measurement-spec-v1"
 DEFAULT_DEVICE = "cpu"
 CALIBRATION_SEED = 0  # the calibration batch's rays (nerf_eval.measure.batches)
@@ -128,6 +130,8 @@ class MeasurementSpec:
             return (f"it was measured on scene {other.get('scene')!r} with checkpoint "
                     f"{theirs_sha[:12]}, this run uses scene {self.scene!r} with "
                     f"checkpoint {self.checkpoint_sha256[:12]}")
+        if not isinstance(other.get("settings") or {}, Mapping):
+            return f"its settings are {describe(other.get('settings'))}, not a JSON object"
         theirs = dict(other.get("settings") or {})
         theirs.setdefault("device", DEFAULT_DEVICE)
         mine = {**self.settings(), "device": self.device}
@@ -135,9 +139,15 @@ class MeasurementSpec:
             theirs["views"], mine["views"] = theirs["views"], len(self.views)
         differs = sorted(k for k in theirs if mine.get(k) != theirs[k])
         if differs:
-            return (f"it used settings {', '.join(f'{k}={theirs[k]}' for k in differs)}, this run uses "
-                    f"{', '.join(f'{k}={mine.get(k)}' for k in differs)}")
+            return (f"it used settings {', '.join(f'{_shown(k)}={_shown(theirs[k])}' for k in differs)}, this run "
+                    f"uses {', '.join(f'{_shown(k)}={mine.get(k)}' for k in differs)}")
         fingerprint = other.get("spec_sha256")
         if fingerprint and fingerprint != self.fingerprint:
-            return f"it was measured under spec {str(fingerprint)[:12]}, this run under {self.fingerprint[:12]}"
+            return f"it was measured under spec {_shown(fingerprint)[:12]}, this run under {self.fingerprint[:12]}"
         return None
+
+
+def _shown(value: object) -> str:
+    """A value from another document, for a one-line reason: as it reads when that is one short line."""
+    text = str(value)
+    return text if "\n" not in text and "\r" not in text and len(text) <= 80 else describe(value)
