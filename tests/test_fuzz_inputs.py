@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import itertools
 import json
 import math
 import os
@@ -478,6 +479,9 @@ option_values = st.one_of(
     st.integers(-3, 24).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr), st.text(max_size=4))
 
 
+OUTPUTS = itertools.count()
+
+
 @pytest.fixture(scope="module")
 def cli_target(tmp_path_factory):
     """A tiny Blender scene and checkpoint, and each command's argv that runs in about a second on them
@@ -534,7 +538,7 @@ def test_any_option_value_works_or_is_refused_in_one_line(cli_target, data):
         argv[argv.index(option) + 1] = value
     else:
         argv += [option, value]
-    out = root / "out" / str(data.draw(st.integers(0, 10 ** 9)))
+    out = root / "out" / str(next(OUTPUTS))  # a fresh location each run: an existing one is refused
     if command in ("train", "report", "roofline", "autocompress"):
         argv += ["--out", str(out)]
     elif command in ("compress", "render"):

@@ -3,6 +3,7 @@
 import io
 import json
 import math
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -564,6 +565,15 @@ def test_blender_bad_values_are_one_line_errors(tmp_path, edit, pattern):
         load_blender(tmp_path)
     line = one_line(e)
     assert "transforms_train.json" in line or str(tmp_path) in line
+
+
+def test_blender_pose_beyond_float32_is_one_line_without_a_numpy_warning(tmp_path):
+    write_rgba_blender(tmp_path)
+    _mutate_train_json(tmp_path, lambda d: d["frames"][0]["transform_matrix"][0].__setitem__(3, 1e300))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(SceneError, match=r"frame 0 transform_matrix holds values beyond float32's range"):
+            load_blender(tmp_path)
 
 
 def test_blender_nan_in_json_is_refused(tmp_path):

@@ -134,7 +134,11 @@ def _frame_pose(jpath: Path, k: int, value: object) -> np.ndarray:
         raise SceneError(f"{jpath}: frame {k} transform_matrix is not a finite 4x4 matrix of numbers")
     if abs(np.linalg.det(pose[:3, :3])) < 1e-9:
         raise SceneError(f"{jpath}: frame {k} transform_matrix has a degenerate (non-invertible) rotation")
-    return pose.astype(np.float32)
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused here without a warning
+        pose32 = pose.astype(np.float32)
+    if not np.isfinite(pose32).all():
+        raise SceneError(f"{jpath}: frame {k} transform_matrix holds values beyond float32's range")
+    return pose32
 
 
 def _read_depth(dpath: Path, shape: tuple[int, ...]) -> np.ndarray:

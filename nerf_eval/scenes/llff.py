@@ -214,7 +214,8 @@ def load_llff(root: str | Path, factor: int = 8, recenter: bool = True, bd_facto
     if llffhold > 0:
         test = list(range(0, n, llffhold))
     else:
-        test = [int(np.argmin(((poses[:, :3, 3] - poses_avg(poses)[:, 3]) ** 2).sum(-1)))]
+        with np.errstate(over="ignore"):  # a camera too far away to square is not the nearest; checked later
+            test = [int(np.argmin(((poses[:, :3, 3] - poses_avg(poses)[:, 3]) ** 2).sum(-1)))]
     train = [i for i in range(n) if i not in test]
     if val == "test":
         val_views = list(test)

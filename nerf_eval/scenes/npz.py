@@ -71,8 +71,10 @@ def load_npz(path: str | Path, near: float = 2.0, far: float = 6.0, white_bkgd: 
     if poses.shape[1] == 3:
         poses = np.concatenate([poses, np.broadcast_to([[[0.0, 0.0, 0.0, 1.0]]], (len(poses), 1, 4))], 1)
     near, far = check_bounds(path, near, far)
+    with np.errstate(over="ignore"):  # poses beyond float32 become inf, which Scene.check refuses in one line
+        poses = poses.astype(np.float32)
     scene = Scene(name=path.stem, images=torch.from_numpy(np.ascontiguousarray(imgs)),
-                 poses=torch.from_numpy(poses.astype(np.float32)), focal=focal_v, near=float(near),
+                 poses=torch.from_numpy(poses), focal=focal_v, near=float(near),
                  far=float(far), splits=holdout_splits(len(images)), white_bkgd=white_bkgd, source=f"npz:{path.name}")
     if not scene.splits["train"]:
         raise SceneError(f"{path}: {len(images)} views leave none for training after the held-out views")
