@@ -51,7 +51,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-
 def _error_line(message: str) -> None:
     """Print the error on a line of its own: tqdm.write clears a progress bar the failed work left open
     (the bar is redrawn below it), where a plain print would append the error to the bar's line."""
