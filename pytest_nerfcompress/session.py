@@ -155,9 +155,10 @@ class NerfSession:
         except NerfEvalError as e:
             error = f"nerfcompress: {e}"
         except (MemoryError, RuntimeError) as e:
-            if out_of_memory(e) is None:
+            message = out_of_memory(e)
+            if message is None:
                 raise
-            error = f"nerfcompress: {out_of_memory(e)}"
+            error = f"nerfcompress: {message}"
         else:
             return
         raise pytest.UsageError(error)

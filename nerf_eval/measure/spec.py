@@ -130,9 +130,10 @@ class MeasurementSpec:
             return (f"it was measured on scene {other.get('scene')!r} with checkpoint "
                     f"{theirs_sha[:12]}, this run uses scene {self.scene!r} with "
                     f"checkpoint {self.checkpoint_sha256[:12]}")
-        if not isinstance(other.get("settings") or {}, Mapping):
-            return f"its settings are {describe(other.get('settings'))}, not a JSON object"
-        theirs = dict(other.get("settings") or {})
+        settings = other.get("settings") or {}
+        if not isinstance(settings, Mapping):
+            return f"its settings are {describe(settings)}, not a JSON object"
+        theirs = dict(settings)
         theirs.setdefault("device", DEFAULT_DEVICE)
         mine = {**self.settings(), "device": self.device}
         if isinstance(theirs.get("views"), int) and not isinstance(theirs.get("views"), bool):
