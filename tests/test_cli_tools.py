@@ -239,6 +239,21 @@ def test_report_extend_refuses_a_malformed_report_in_one_line(tiny, capsys, docu
     assert not (root / "x5").exists()
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--grid-variants", "bf61", "--grid-variants: 'bf61' matches none of this report's variants (fp32, bf16, "),
+    ("--grid-variants", " , ", "--grid-variants: no variant names or globs given"),
+    ("--finetune-variants", "prune-*:0.9*", "--finetune-variants: 'prune-*:0.9*' matches none of this report's variants"),
+])
+def test_report_refuses_variant_globs_that_match_nothing_before_any_work(tiny, capsys, option, value, message):
+    root, ckpt, scene = tiny
+    out = root / "typo"
+    assert main(["report", "--checkpoint", str(ckpt), "--scene", str(scene), "--compressors",
+                 "bf16,prune-activation:0.25:round=1", "--finetune-steps", "2", option, value, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not out.exists()
+
+
 def test_report_extend_refuses_a_report_with_other_settings(tiny, capsys):
     root, ckpt, scene = tiny
     out = root / "extend-other"

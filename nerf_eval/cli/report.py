@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from nerf_eval.cli.arguments import check_samples, parse_device, parse_views, require
@@ -31,14 +32,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also report each pruned (float) variant after this many recovery fine-tune steps")
     p.add_argument("--finetune-rays", type=int, default=1024, help="rays per fine-tune step (default 1024)")
     p.add_argument("--finetune-variants", default="*",
-                   help="comma-separated names or globs of the variants fine-tuned (default: every pruned one)")
+                   help="comma-separated names or globs of the variants fine-tuned (default: every pruned one; "
+                        "none: no variant, e.g. to extend a fine-tuned report with untuned rows)")
     p.add_argument("--finetune-device", default="cpu",
                    help="where the recovery fine-tunes train (cpu or cuda); every variant is measured on the CPU")
     p.add_argument("--finetune-arithmetic", choices=("auto", "bf16", "fp32"), default="auto",
                    help="bf16 autocast or fp32 for the fine-tunes (default auto: bf16 where the device has native "
                         "bf16 matmuls); pin it to extend a report made with the other")
     p.add_argument("--grid-variants", default="*",
-                   help="comma-separated names or globs of the variants shown in grid.png (default: all)")
+                   help="comma-separated names or globs of the variants shown in grid.png beside fp32 (default: all; "
+                        "none: fp32 only)")
     p.add_argument("--extend", type=Path, default=None, metavar="REPORT_DIR",
                    help="reuse the rows of an earlier report measured the same way (the same measurement spec: "
                         "checkpoint, scene, views, resolution, samples, calibration and latency batches) and measure "
@@ -47,23 +50,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _grid_data(scene, results, renders, patterns: str = "*") -> dict:
+def _grid_data(scene, results, renders, globs: tuple[str, ...] = ("*",)) -> dict:
     """Ground truth and renders of the fp32 worst view and a typical (median-PSNR) view, for fp32 and the
-    variants whose names match one of the comma-separated globs in `patterns`."""
-    from fnmatch import fnmatchcase
-
+    variants whose names match one of `globs`."""
     base = next(r for r in results if r.name == "fp32")
     order = sorted(range(len(base.views)), key=lambda k: base.per_view[k]["psnr"])
     picks = list(dict.fromkeys([base.views[order[0]], base.views[order[len(order) // 2]]]))
     out = {"gt": {v: scene.images[v].numpy() for v in picks}, "views": picks, "renders": {},
            "gt_depth": {v: scene.depths[v].numpy() for v in picks} if scene.depths is not None else None}
-    globs = [g.strip() for g in patterns.split(",") if g.strip()]
     for name, rends in renders.items():
         if name != "fp32" and not any(fnmatchcase(name, g) for g in globs):
             continue
         out["renders"][name] = {r.index: {"rgb": r.rgb.numpy(), "depth": r.depth.numpy()}
                                 for r in rends if r.index in picks}
     return out
+
+
+def _globs(option: str, patterns: str, names: list[str]) -> tuple[str, ...]:
+    """The comma-separated globs of `option` (`none`: no variant); NerfEvalError for one that matches none of
+    `names`, so that a typo does not silently leave a variant out of the grid or un-tuned."""
+    globs = tuple(g.strip() for g in patterns.split(",") if g.strip())
+    if globs == ("none",):
+        return ()
+    if not globs:
+        raise NerfEvalError(f"{option}: no variant names or globs given (none: no variant)")
+    for g in globs:
+        if not any(fnmatchcase(n, g) for n in names):
+            raise NerfEvalError(f"{option}: '{g}' matches none of this report's variants ({', '.join(names)})")
+    return globs
 
 
 def legacy_spec_document(settings: dict) -> dict:
@@ -146,7 +160,7 @@ def _reused_rows(rows: list) -> list[Record]:
 def run(args: argparse.Namespace) -> int:
     from nerf_eval.checkpoint import file_hash, load_checkpoint
     from nerf_eval.compress import REGISTRY
-    from nerf_eval.experiment import run_variants
+    from nerf_eval.experiment import finetuned_name, run_variants
     from nerf_eval.hardware import machine_summary
     from nerf_eval.measure import calibration_batch, latency_batch
     from nerf_eval.render import RenderSettings
@@ -159,6 +173,9 @@ def run(args: argparse.Namespace) -> int:
     extending_in_place = args.extend is not None and args.out.resolve() == args.extend.resolve()
     refuse_to_replace(args.out, args.force or extending_in_place)
     names = REGISTRY.select([n.strip() for n in args.compressors.split(",") if n.strip()])
+    finetune_only = _globs("--finetune-variants", args.finetune_variants, names) if args.finetune_steps else ()
+    shown = names + [finetuned_name(n, args.finetune_steps) for n in names if any(fnmatchcase(n, g) for g in finetune_only)]
+    grid_globs = _globs("--grid-variants", args.grid_variants, ["fp32"] + shown)
     pair = load_checkpoint(args.checkpoint)
     full_scene = load_scene(args.scene)
     scene = full_scene.rescaled(args.scale)
@@ -199,8 +216,7 @@ def run(args: argparse.Namespace) -> int:
     results, renders = run_variants(pair, scene, names, views, calibration, settings, latency, args.repeats,
                                     finetune_steps=args.finetune_steps, finetune_scene=full_scene,
                                     finetune_rays=args.finetune_rays,
-                                    finetune_only=tuple(g.strip() for g in args.finetune_variants.split(",")
-                                                        if g.strip()), finetune_device=finetune_device,
+                                    finetune_only=finetune_only, finetune_device=finetune_device,
                                     finetune_bf16=bf16, known=known, spec=spec)
     listed = {r.name for r in results}
     results += [r for r in earlier if r.name not in listed]
@@ -208,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
         reused = sum(r.name in known for r in results)
         meta["extended"] = (f"{reused} rows reused from {args.extend} (each speed-up is against the fp32 "
                             f"measured in the run that measured the row)")
-    grid = _grid_data(scene, results, renders, args.grid_variants)
+    grid = _grid_data(scene, results, renders, grid_globs)
     if earlier and len(grid["renders"]) <= 1:
         grid = None
     write_report([r.to_dict() for r in results], args.out, meta, grid,
