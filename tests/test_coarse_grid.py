@@ -41,6 +41,13 @@ class LinearField(nn.Module):
         return torch.cat([3.0 * p, sigma[:, None]], -1)
 
 
+class SlantedField(LinearField):
+    """LinearField's raw density less 3: negative over part of the rays below."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) - torch.tensor([0.0, 0.0, 0.0, 3.0])
+
+
 def linear_pair() -> ModelPair:
     return ModelPair(LinearField(), LinearField(), TINY)
 
@@ -62,11 +69,31 @@ def test_the_table_interpolates_between_its_vertices_and_knows_its_box():
     torch.testing.assert_close(sigma[:4], torch.tensor([0.0, 7.0, 3.5, 2.0]))
     assert inside.tolist() == [True, True, True, True, False, False]
     assert grid.resolution == (1, 1, 1) and grid.values.dtype == torch.float16
-    for bad in (torch.zeros(1, 2, 2), -torch.ones(2, 2, 2), torch.full((2, 2, 2), math.inf)):
+    for bad in (torch.zeros(1, 2, 2), torch.full((2, 2, 2), 1e6), torch.full((2, 2, 2), math.inf)):
         with pytest.raises(ValueError, match="density grid"):
             DensityGrid(torch.zeros(3), torch.ones(3), bad)
     with pytest.raises(ValueError, match="density grid bounds must be finite with upper > lower"):
         DensityGrid(torch.zeros(3), torch.zeros(3), values)
+
+
+def test_the_table_holds_raw_density_and_applies_the_relu_after_interpolating():
+    # raw density -1 at x = 0 and +1 at x = 1: the surface starts half way, where the raw values cross zero;
+    # a table of the non-negative density (0 and 1) would put density 0.25 a quarter of the way in
+    values = torch.tensor([-1.0, 1.0])[:, None, None].expand(2, 2, 2)
+    grid = DensityGrid(torch.zeros(3), torch.ones(3), values)
+    sigma, _ = grid.density(torch.tensor([[0.25, 0.5, 0.5], [0.5, 0.5, 0.5], [0.75, 0.5, 0.5]]))
+    torch.testing.assert_close(sigma, torch.tensor([0.0, 0.0, 0.5]))
+    # a table of non-negative densities (the earlier format) reads back the same as before
+    baked = bake_coarse_grid(ModelPair(SlantedField(), None, TINY), rays_down_z(4), resolution=4)
+    assert (baked.values < 0).any() and (baked.values > 0).any()  # the field's raw output, before its ReLU
+    pts = torch.rand(64, 3) * (baked.upper - baked.lower) + baked.lower
+    raw = SlantedField()(pts)[:, 3]
+    torch.testing.assert_close(baked.density(pts)[0], raw.relu(), atol=2e-3, rtol=0)  # linear: exact up to fp16
+    older = {**grid.to_state(), "format": "coarse-density-grid-v1", "values": values.clamp(min=0).half()}
+    torch.testing.assert_close(DensityGrid.from_state(older).density(torch.tensor([[0.25, 0.5, 0.5]]))[0],
+                               torch.tensor([0.25]))
+    with pytest.raises(ValueError, match="has negative densities"):
+        DensityGrid.from_state({**older, "values": values.half()})
 
 
 def test_the_coarse_pass_reads_the_table_and_renders_the_same_image():
