@@ -242,7 +242,8 @@ def test_report_extend_refuses_a_malformed_report_in_one_line(tiny, capsys, docu
 @pytest.mark.parametrize("option, value, message", [
     ("--grid-variants", "bf61", "--grid-variants: 'bf61' matches none of this report's variants (fp32, bf16, "),
     ("--grid-variants", " , ", "--grid-variants: no variant names or globs given"),
-    ("--finetune-variants", "prune-*:0.9*", "--finetune-variants: 'prune-*:0.9*' matches none of this report's variants"),
+    ("--finetune-variants", "prune-*:0.9*",
+     "--finetune-variants: 'prune-*:0.9*' matches none of this report's variants"),
 ])
 def test_report_refuses_variant_globs_that_match_nothing_before_any_work(tiny, capsys, option, value, message):
     root, ckpt, scene = tiny

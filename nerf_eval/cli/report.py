@@ -174,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
     refuse_to_replace(args.out, args.force or extending_in_place)
     names = REGISTRY.select([n.strip() for n in args.compressors.split(",") if n.strip()])
     finetune_only = _globs("--finetune-variants", args.finetune_variants, names) if args.finetune_steps else ()
-    shown = names + [finetuned_name(n, args.finetune_steps) for n in names if any(fnmatchcase(n, g) for g in finetune_only)]
+    shown = names + [finetuned_name(n, args.finetune_steps) for n in names
+                     if any(fnmatchcase(n, g) for g in finetune_only)]
     grid_globs = _globs("--grid-variants", args.grid_variants, ["fp32"] + shown)
     pair = load_checkpoint(args.checkpoint)
     full_scene = load_scene(args.scene)
