@@ -26,11 +26,12 @@ import time
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 
-from nerf_eval.model import ModelPair
+if TYPE_CHECKING:  # only a type here; nerf_eval.model imports this module's neighbours (kernels)
+    from nerf_eval.model import ModelPair
 
 # Native half matmuls run at 1-4x the fp32 rate; emulated ones at ~0.2x (fp16 on AVX-512 BF16 CPUs) or
 # ~0.02x (bf16 and fp16 on AVX2). Half the fp32 rate sits well clear of both, so the verdict is stable.

@@ -16,6 +16,7 @@ from torch import nn
 
 from nerf_eval.encoding import encoded_dim
 from nerf_eval.errors import describe
+from nerf_eval.kernels import linear
 
 
 def _is_int(value: object) -> bool:
@@ -135,17 +136,17 @@ class NeRF(nn.Module):
         input_pts, input_views = torch.split(x, [self.input_ch, self.input_ch_views], dim=-1)
         h = input_pts
         for i, layer in enumerate(self.pts_linears):
-            h = torch.relu(layer(h))
+            h = linear(layer, h, relu=True)
             if i in self.skips:
                 h = torch.cat([input_pts, h], dim=-1)
         if not self.use_viewdirs:
-            return self.output_linear(h)
-        alpha = self.alpha_linear(h)
-        feature = self.feature_linear(h)
+            return linear(self.output_linear, h)
+        alpha = linear(self.alpha_linear, h)
+        feature = linear(self.feature_linear, h)
         h = torch.cat([feature, input_views], dim=-1)
         for layer in self.views_linears:
-            h = torch.relu(layer(h))
-        rgb = self.rgb_linear(h)
+            h = linear(layer, h, relu=True)
+        rgb = linear(self.rgb_linear, h)
         return torch.cat([rgb, alpha], dim=-1)
 
 

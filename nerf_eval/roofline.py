@@ -13,7 +13,6 @@ shares are still only as steady as the machine (record the CPU with every figure
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,7 +23,7 @@ import torch
 from torch import nn
 
 from nerf_eval.compress.quantize import STATIC_INT8_META
-from nerf_eval.hardware import cpu_flags, cpu_name, int8_engine_probe, machine_summary
+from nerf_eval.machine import machine_record
 from nerf_eval.model import ModelPair
 from nerf_eval.render import Rays, RenderSettings, StageClock, render_chunked
 from nerf_eval.throughput import gemm_rate, network_flops_per_point
@@ -94,10 +93,7 @@ def measure_roofline(models: dict[str, ModelPair], rays: Rays, settings: RenderS
                      progress: Callable[[str], None] | None = None) -> Roofline:
     """Measure the roofs and every model in `models` (name -> pair) on the same `rays`, interleaved."""
     say = progress or (lambda _: None)
-    probe = int8_engine_probe()
-    machine = {"cpu": cpu_name(), "summary": machine_summary(), "flags": cpu_flags(), "torch": torch.__version__,
-               "threads": torch.get_num_threads(), "int8_engine": probe["engine"], "int8_engine_reason": probe["reason"],
-               "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+    machine = machine_record()
     dtypes = {name: network_dtype(pair.fine if pair.fine is not None else pair.coarse) for name, pair in models.items()}
     used = sorted(set(dtypes.values()), key=DTYPES.index)
     roofs = {}
@@ -158,7 +154,8 @@ def roofline_markdown(r: Roofline) -> str:
     lines = [f"# Roofline: {m['cpu']} ({m['threads']} threads, torch {m['torch']})", "",
              f"Machine: {m.get('summary', m['cpu'])}.", "",
              f"CPU flags: {', '.join(m['flags']) or 'unknown'}; int8 engine: {m['int8_engine']} ({m['int8_engine_reason']}); "
-             f"load average when it started: {m.get('load_average_1min')}.",
+             + "".join(f"{d} Linear kernel: {k}; " for d, k in m.get("linear_kernels", {}).items())
+             + f"load average when it started: {m.get('load_average_1min')}.",
              "", "| precision | GEMM GFLOP/s (points x 256 @ 256 x 256) |", "|---|---|"]
     lines += [f"| {d} | {v:.1f} |" for d, v in r.roofs.items()]
     lines += ["", f"Whole render: {r.rays} rays at {r.settings['n_coarse']}+{r.settings['n_fine']} samples, median of "

@@ -212,6 +212,14 @@ class NerfSession:
 
     # saving benchmark runs -----------------------------------------------------------------------
     @pytest.hookimpl(optionalhook=True)
+    def pytest_benchmark_update_machine_info(self, config: pytest.Config, machine_info: dict) -> None:
+        """The saved run says which kernels produced its timings (CPU flags, int8 engine, half-precision
+        Linear kernels: `nerf_eval.machine.machine_record`), beside pytest-benchmark's own machine info."""
+        from nerf_eval.machine import machine_record
+
+        machine_info[EXTRA_INFO_KEY] = machine_record()
+
+    @pytest.hookimpl(optionalhook=True)
     def pytest_benchmark_update_json(self, config: pytest.Config, benchmarks: list, output_json: dict) -> None:
         """Records that no benchmark's extra_info holds (tests without the `benchmark` fixture, or a
         test's other models) go into the saved run's `nerfcompress` section (see nerf_eval.history)."""

@@ -336,6 +336,8 @@ def test_benchmark_compare_fails_on_a_better_saved_run_and_passes_on_a_matching_
     data = json.loads(original)
     quality = data["benchmarks"][0]["extra_info"]["nerfcompress"]
     assert quality["psnr"] > 40.0 and len(quality["checkpoint_sha256"]) == 64 and quality["size_bytes"] > 0
+    machine = data["machine_info"]["nerfcompress"]  # which kernels made the timings
+    assert machine["int8_engine"] and set(machine["linear_kernels"]) == {"bf16", "fp16"} and machine["summary"]
 
     def save_as(name, **changes):
         edited = copy.deepcopy(data)

@@ -1,0 +1,25 @@
+"""The record of where a figure was measured: the CPU, its fast-path flags, torch, and the kernels this
+process chose on it (the int8 engine, the half-precision Linear kernels). Saved with roofline reports
+and, through the plugin, in pytest-benchmark's machine info, so that a figure can be traced to the path
+that produced it."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from nerf_eval.hardware import cpu_flags, cpu_name, int8_engine_probe, machine_summary
+from nerf_eval.kernels import linear_kernels
+
+
+def machine_record() -> dict:
+    """CPU name, summary line and flags, torch and its threads, the int8 engine and the half-precision Linear
+    kernels chosen here with the reasons, and the 1-minute load average (None where the OS has none)."""
+    probe = int8_engine_probe()
+    kernels = linear_kernels()
+    return {"cpu": cpu_name(), "summary": machine_summary(), "flags": cpu_flags(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "int8_engine": probe["engine"], "int8_engine_reason": probe["reason"],
+            "linear_kernels": {d: k["kernel"] for d, k in kernels.items()},
+            "linear_kernel_reasons": {d: k["reason"] for d, k in kernels.items()},
+            "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
