@@ -57,14 +57,25 @@ def _stage(clock: StageClock | None, name: str) -> contextlib.AbstractContextMan
 # keep_freed_memory; 4096 points per call 1.80 s and 1.78 s (8192: 1.83 and 1.79). On a GPU the whole
 # chunk goes in one call, where launches, not page faults, are the cost.
 NET_CHUNK = 4096
+# A network whose activations are 2 bytes (bf16, fp16) or 1 byte (int8) a value says so in its `meta` dict
+# under POINTS_PER_CALL: NARROW_NET_CHUNK points keep its activations at or below fp32's 4 MiB at 4096 and
+# halve to quarter the calls (Python and dispatch per call, oneDNN's per-call setup). On an AMX Xeon, 1024
+# rays of `object` rendered 1.22-1.25x faster in bf16 and 1.07-1.12x in int8 at 16384 points per call
+# than at 4096, and fp32 0.92-0.97x, in a plain process and after keep_freed_memory alike
+# (reports/net-chunk/precisions-amx.log), so fp32 keeps NET_CHUNK.
+NARROW_NET_CHUNK = 16384
+POINTS_PER_CALL = "points_per_call"
 
 
-def _points_per_call(net_chunk: int | None, device: torch.device, n_points: int) -> int:
-    """How many points one network call takes: `net_chunk`, or by default `NET_CHUNK` on the CPU and
-    all `n_points` elsewhere."""
+def _points_per_call(net_chunk: int | None, device: torch.device, n_points: int, net: nn.Module | None = None) -> int:
+    """How many points one network call takes: `net_chunk`, or by default on the CPU what `net.meta` asks
+    for (POINTS_PER_CALL) or else `NET_CHUNK`, and all `n_points` elsewhere."""
     if net_chunk is not None:
         return net_chunk
-    return NET_CHUNK if device.type == "cpu" else max(1, n_points)
+    if device.type != "cpu":
+        return max(1, n_points)
+    meta = getattr(net, "meta", None)
+    return int(meta.get(POINTS_PER_CALL, NET_CHUNK)) if isinstance(meta, dict) else NET_CHUNK
 
 
 def sample_count_problem(n_coarse: int, n_fine: int) -> str | None:
@@ -208,7 +219,7 @@ def query_network(net: nn.Module, config: NeRFConfig, pts: torch.Tensor, viewdir
     n_rays, n_samples = pts.shape[:2]
     with _stage(clock, "encoding"):
         views = positional_encoding(viewdirs, config.multires_views) if config.use_viewdirs else None
-    step = max(1, _points_per_call(net_chunk, pts.device, n_rays * n_samples) // max(1, n_samples))
+    step = max(1, _points_per_call(net_chunk, pts.device, n_rays * n_samples, net) // max(1, n_samples))
     raws = [_encode_and_query(net, config, pts[s:s + step].reshape(-1, 3),
                               None if views is None else views[s:s + step], n_samples, autocast_dtype, clock)
             for s in range(0, n_rays, step)]
@@ -319,7 +330,7 @@ def _query_kept(net: nn.Module, config: NeRFConfig, flat_pts: torch.Tensor, view
                 clock: StageClock | None, net_chunk: int | None = None) -> torch.Tensor:
     """Raw (K, 4) of `net` at the flat sample indices `idx` of points (R * S, 3), `net_chunk` points per
     call (default: see `NET_CHUNK`); `views` are the encoded view dirs per ray (R, C) or None."""
-    step = _points_per_call(net_chunk, flat_pts.device, idx.numel())
+    step = _points_per_call(net_chunk, flat_pts.device, idx.numel(), net)
     raws = [_encode_and_query(net, config, flat_pts[part], views, torch.div(part, n_samples, rounding_mode="floor"),
                               autocast_dtype, clock)
             for part in idx.split(step)]

@@ -16,7 +16,7 @@ from nerf_eval.compress.quantize import (HEADS, CalibrationOptions, WeightOnlyLi
 from nerf_eval.compress import qmath
 from nerf_eval.errors import CompressorError
 from nerf_eval.model import ModelPair, NeRF, NeRFConfig
-from nerf_eval.render import Rays, RenderSettings, render_chunked
+from nerf_eval.render import NARROW_NET_CHUNK, POINTS_PER_CALL, Rays, RenderSettings, render_chunked
 
 TINY = NeRFConfig(depth=3, width=32, skips=(1,), multires=4, multires_views=2, view_width=16)
 SMALL = RenderSettings(n_coarse=8, n_fine=8, chunk=64)
@@ -107,6 +107,9 @@ def test_cat_of_shared_qparams_joins_payloads_and_falls_back_otherwise():
     joined = cat_shared_qparams([qa, qb], dim=-1)
     assert joined.is_quantized and (joined.q_scale(), joined.q_zero_point()) == (0.02, 120)
     assert torch.equal(joined.dequantize(), torch.cat([qa.dequantize(), qb.dequantize()], -1))
+    assert torch.equal(joined.int_repr(), torch.cat([qa.int_repr(), qb.int_repr()], -1))
+    rows = cat_shared_qparams([qa, qa[1:3], qa.t().contiguous().t()], dim=0)  # a strided view among them
+    assert torch.equal(rows.int_repr(), torch.cat([qa.int_repr(), qa.int_repr()[1:3], qa.int_repr()], 0))
     other = torch.quantize_per_tensor(b, 0.05, 100, torch.quint8)
     with pytest.warns(UserWarning, match="share the same quantization parameters"):
         fallback = cat_shared_qparams([qa, other], dim=-1)
@@ -126,6 +129,11 @@ class CatQparams(torch.fx.Interpreter):
             ts = args[0]
             self.shared.append(len({(t.q_scale(), t.q_zero_point()) for t in ts}) == 1)
         return super().call_function(target, args, kwargs)
+
+
+def test_int8_networks_take_more_points_per_call_also_after_copying(int8_both):
+    for pair in (int8_both, int8_both.copy_with(note=1)):
+        assert pair.fine.meta[POINTS_PER_CALL] == NARROW_NET_CHUNK == pair.coarse.meta[POINTS_PER_CALL]
 
 
 def test_skip_and_view_concatenations_share_qparams(int8_both):

@@ -6,8 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+from nerf_eval.compress import get_compressor
 from nerf_eval.model import ModelPair, NeRFConfig
-from nerf_eval.render import NET_CHUNK, Rays, RenderSettings, render_chunked, render_rays, volume_render
+from nerf_eval.render import (NARROW_NET_CHUNK, NET_CHUNK, POINTS_PER_CALL, Rays, RenderSettings, render_chunked,
+                              render_rays, volume_render)
 
 TINY = NeRFConfig(depth=3, width=32, skips=(1,), multires=4, multires_views=2, view_width=16)
 SETTINGS = RenderSettings(n_coarse=8, n_fine=8, chunk=64)
@@ -125,6 +127,25 @@ def test_networks_see_at_most_net_chunk_points_per_call_with_the_same_image():
         assert max(pair.fine.calls) <= per_call and sum(pair.fine.calls) == 300 * 24
     with pytest.raises(ValueError, match="net_chunk"):
         RenderSettings(net_chunk=0)
+
+
+def test_a_network_with_narrow_activations_takes_more_points_per_call():
+    """bf16 and int8 networks ask for NARROW_NET_CHUNK points per call in their `meta`; fp32 keeps NET_CHUNK,
+    and an explicit net_chunk wins over both."""
+    rays = rays_down_z(1000)  # 1000 x 16 points: more than NET_CHUNK, fewer than NARROW_NET_CHUNK
+    for ask, per_call in ((NARROW_NET_CHUNK, 1000 * 16), (None, NET_CHUNK)):
+        pair = plane_pair(1.0)
+        if ask is not None:
+            pair.coarse.meta = {POINTS_PER_CALL: ask}
+        render_rays(pair, rays, RenderSettings(n_coarse=16, n_fine=0))
+        assert max(pair.coarse.calls) == per_call
+        pair.coarse.calls.clear()
+        render_rays(pair, rays, RenderSettings(n_coarse=16, n_fine=0, net_chunk=800))
+        assert max(pair.coarse.calls) == 800
+    torch.manual_seed(0)
+    float_pair = ModelPair.create(TINY)
+    assert get_compressor("bf16").compress(float_pair, None).fine.meta[POINTS_PER_CALL] == NARROW_NET_CHUNK
+    assert getattr(float_pair.fine, "meta", None) is None  # fp32 asks for nothing
 
 
 def test_render_is_bit_identical_across_calls():

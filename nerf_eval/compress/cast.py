@@ -17,7 +17,7 @@ from nerf_eval.compress.kinds import NetworkKind, layer_types, register_kind
 from nerf_eval.compress.params import CompressorSpec, Param
 from nerf_eval.errors import CompressorError
 from nerf_eval.model import ModelPair, NeRF, NeRFConfig, is_float_nerf
-from nerf_eval.render import Rays
+from nerf_eval.render import NARROW_NET_CHUNK, POINTS_PER_CALL, Rays
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -29,6 +29,8 @@ class CastNetwork(nn.Module):
         super().__init__()
         self.net = net
         self.dtype = dtype
+        # 2-byte activations: more points per call for the same memory (nerf_eval.render.NARROW_NET_CHUNK)
+        self.meta = {POINTS_PER_CALL: NARROW_NET_CHUNK} if dtype in (torch.float16, torch.bfloat16) else {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.to(self.dtype)).float()
