@@ -85,6 +85,23 @@ def test_fp32_stays_eager_and_a_bad_pin_is_one_clear_error(pin):
         kernels.linear_kernel_probe(torch.bfloat16)
 
 
+def test_an_emulated_dtype_or_a_differing_result_keeps_eager_torch(pin, monkeypatch):  # pin: clears the probe after
+    kernels.linear_kernel_probe.cache_clear()
+    monkeypatch.setattr(kernels, "is_slow_dtype", lambda dtype: True)
+    choice = kernels.linear_kernel_probe(torch.bfloat16)
+    assert choice["kernel"] == "eager" and "emulates" in choice["reason"] and not choice["seconds"]
+    kernels.linear_kernel_probe.cache_clear()
+    monkeypatch.setattr(kernels, "is_slow_dtype", lambda dtype: False)
+    monkeypatch.setattr(kernels, "_fused_op", lambda: object())
+    monkeypatch.setattr(kernels, "_probe", lambda dtype: ({"eager": 2.0, "onednn": 1.0}, 2.0, 0.5))
+    choice = kernels.linear_kernel_probe(torch.bfloat16)  # twice as fast, but not the same result
+    assert choice["kernel"] == "eager" and "differs by 0.5" in choice["reason"]
+    kernels.linear_kernel_probe.cache_clear()
+    monkeypatch.setattr(kernels, "_probe", lambda dtype: ({"eager": 1.05, "onednn": 1.0}, 1.05, 0.0))
+    assert kernels.linear_kernel_probe(torch.bfloat16)["kernel"] == "eager"  # within the tie margin
+    kernels.linear_kernel_probe.cache_clear()
+
+
 def test_probe_is_a_measurement_or_says_why_not():
     for name, choice in kernels.linear_kernels().items():
         assert choice["kernel"] in kernels.KERNELS and choice["reason"], name
