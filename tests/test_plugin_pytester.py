@@ -23,6 +23,7 @@ import nerf_eval.memory  # noqa: F401  (patched below: the runs must find this m
 import pytest_nerfcompress.checks  # noqa: F401
 import nerf_eval.measure.workbench  # noqa: F401
 from nerf_eval.compress import REGISTRY
+from nerf_eval.machine import machine_identity
 from pytest_nerfcompress.options import LIST_OPTIONS, VALUE_OPTIONS
 from pytest_nerfcompress.testing import tiny_ini, write_tiny_target
 
@@ -336,7 +337,9 @@ def test_benchmark_compare_fails_on_a_better_saved_run_and_passes_on_a_matching_
     data = json.loads(original)
     quality = data["benchmarks"][0]["extra_info"]["nerfcompress"]
     assert quality["psnr"] > 40.0 and len(quality["checkpoint_sha256"]) == 64 and quality["size_bytes"] > 0
-    machine = data["machine_info"]["nerfcompress"]  # which kernels made the timings
+    # machine_info holds what stays the same between runs here (pytest-benchmark compares it) ...
+    assert data["machine_info"]["nerfcompress"] == machine_identity()
+    machine = data["nerfcompress"]["machine"]  # ... the saved run also which kernels made its timings
     assert machine["int8_engine"] and set(machine["linear_kernels"]) == {"bf16", "fp16"} and machine["summary"]
 
     def save_as(name, **changes):

@@ -68,7 +68,7 @@ def cat_shared_qparams(tensors: list[torch.Tensor], dim: int = 0) -> torch.Tenso
     FX gives both inputs of the skip and view concatenations one observer, but torch's quantized cat
     still dequantizes every input and requantizes the result (measured: about 30% of the int8 MLP's time);
     with equal parameters that round trip is the identity. Copying each input into its slice of one
-    quantized output is a plain copy of codes, about 10x faster than joining `int_repr()` copies
+    quantized output is a plain copy of codes, about 8x faster than joining `int_repr()` copies
     (measured on an AMX Xeon, reports/linear-kernels/int8-cat-amx.log). Anything else goes to torch.cat."""
     first = tensors[0]
     same = all(t.is_quantized and t.qscheme() == torch.per_tensor_affine and t.dtype == first.dtype
