@@ -3,9 +3,9 @@
 The pytest plugin stores one record per measured model in a saved run (pytest-benchmark's JSON):
 in a benchmark's `extra_info["nerfcompress"]` when the test timed it with the `benchmark` fixture, and
 in the file's top-level `"nerfcompress": {"records": [{"test": NODEID, "record": {...}}]}` section
-otherwise (that section's `machine` entry says which kernels this machine chose, `nerf_eval.machine`). This module reads both (the plugin's saved-run comparison reads them through it too), so a
-storage directory can be followed over time without pytest-benchmark, whose own `compare` shows
-timings only.
+otherwise (that section's `machine` entry says which kernels the machine chose, `nerf_eval.machine`).
+This module reads both (the plugin's saved-run comparison reads them through it too), so a storage
+directory can be followed over time without pytest-benchmark, whose own `compare` shows timings only.
 """
 
 from __future__ import annotations

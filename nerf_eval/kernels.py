@@ -11,9 +11,9 @@ is emulated), checks that both give the same result, and keeps eager torch unles
 
 fp32, the baseline every speed-up is a ratio to, stays on torch's kernels: the same results bit for bit
 on every machine, for a median gain of the fused kernel of 6% on an AMX Xeon's fp32 renders (0.99-1.20x
-per round; bf16 1.38x, fp16 1.29x: `reports/linear-kernels/ab-amx.log`). The fused op has no autograd formula, so it runs only where no gradient is
-recorded (rendering and evaluation, not training), outside autocast, on the CPU, for plain `nn.Linear`
-layers.
+per round; bf16 1.38x, fp16 1.29x: `reports/linear-kernels/ab-amx.log`). The fused op has no autograd
+formula, so it runs only where no gradient is recorded (rendering and evaluation, not training), outside
+autocast, on the CPU, for plain `nn.Linear` layers.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def _probe(dtype: torch.dtype, rows: int = 4096, rounds: int = 9) -> tuple[dict[
     that changes between rounds does not move), and the largest difference between the kernels' outputs
     relative to their scale."""
     gen = torch.Generator().manual_seed(0)
-    layers = [((torch.randn(o, i, generator=gen) / i ** 0.5).to(dtype), (torch.randn(o, generator=gen) * 0.1).to(dtype))
-              for i, o in PROBE_SHAPES]
+    layers = [((torch.randn(o, i, generator=gen) / i ** 0.5).to(dtype),
+               (torch.randn(o, generator=gen) * 0.1).to(dtype)) for i, o in PROBE_SHAPES]
     inputs = {i: torch.rand(rows, i, generator=gen).to(dtype) for i, _ in PROBE_SHAPES}
     # the first layer reads the encoded points as a view of [points | view directions], as in NeRF.forward
     inputs[PROBE_SHAPES[0][0]] = torch.rand(rows, 90, generator=gen).to(dtype)[:, :PROBE_SHAPES[0][0]]
@@ -104,7 +104,7 @@ def linear_kernel_probe(dtype: torch.dtype) -> dict:
         return {"kernel": "eager", "reason": f"oneDNN's result differs by {err:.2g} (more than {tolerance:.2g})",
                 "seconds": seconds}
     return {"kernel": "onednn" if ratio > TIE else "eager",
-            "reason": f"Linear+ReLU chain at the MLP's shapes, eager torch {ratio:.2f}x oneDNN's time, measured here",
+            "reason": f"Linear+ReLU pass at the MLP's shapes, eager torch {ratio:.2f}x oneDNN's time, measured here",
             "seconds": seconds}
 
 
@@ -120,8 +120,8 @@ def linear(layer: nn.Module, x: torch.Tensor, relu: bool = False) -> torch.Tenso
     Under FX tracing `x` is a proxy and the eager form is traced, which is what int8 quantization
     rewrites; with gradients recorded, under autocast or off the CPU the eager form runs too."""
     if (not torch.is_grad_enabled() and isinstance(x, torch.Tensor) and x.dtype in HALF_DTYPES
-            and type(layer) is nn.Linear and x.device.type == "cpu" and x.dtype == layer.weight.dtype and not torch.is_autocast_enabled("cpu")
-            and linear_kernel_probe(x.dtype)["kernel"] == "onednn"):
+            and type(layer) is nn.Linear and x.device.type == "cpu" and x.dtype == layer.weight.dtype
+            and not torch.is_autocast_enabled("cpu") and linear_kernel_probe(x.dtype)["kernel"] == "onednn"):
         return _fused_op()(x, layer.weight, layer.bias, "relu" if relu else "none", [], "")
     y = layer(x)
     return torch.relu(y) if relu else y

@@ -67,7 +67,8 @@ NARROW_NET_CHUNK = 16384
 POINTS_PER_CALL = "points_per_call"
 
 
-def _points_per_call(net_chunk: int | None, device: torch.device, n_points: int, net: nn.Module | None = None) -> int:
+def _points_per_call(net_chunk: int | None, device: torch.device, n_points: int,
+                     net: nn.Module | None = None) -> int:
     """How many points one network call takes: `net_chunk`, or by default on the CPU what `net.meta` asks
     for (POINTS_PER_CALL) or else `NET_CHUNK`, and all `n_points` elsewhere."""
     if net_chunk is not None:

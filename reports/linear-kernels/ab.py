@@ -60,4 +60,5 @@ for n in models:
     ratios = [a / b for a, b in zip(e, o)]
     print(f"  {n}: eager {statistics.median(e):.3f} s, oneDNN fused {statistics.median(o):.3f} s; eager/oneDNN "
           f"{statistics.median(ratios):.2f}x (rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
-print("probe chooses here: " + "; ".join(f"{d} {c['kernel']} ({c['reason']})" for d, c in kernels.linear_kernels().items()))
+chosen = kernels.linear_kernels().items()
+print("probe chooses here: " + "; ".join(f"{d} {c['kernel']} ({c['reason']})" for d, c in chosen))

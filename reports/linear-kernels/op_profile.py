@@ -32,9 +32,12 @@ with torch.inference_mode():
         render_chunked(m, rays, s)
     for r in range(2):
         for n, m in models.items():
-            t = time.perf_counter(); render_chunked(m, rays, s); print(n, "render s", round(time.perf_counter() - t, 3), flush=True)
+            t = time.perf_counter()
+            render_chunked(m, rays, s)
+            print(n, "render s", round(time.perf_counter() - t, 3), flush=True)
     if len(sys.argv) > 2:
         for n in sys.argv[2].split(","):
             with torch.profiler.profile() as prof:
                 render_chunked(models[n], rays, s)
-            print(n); print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+            print(n)
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))

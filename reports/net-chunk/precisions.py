@@ -45,5 +45,6 @@ with torch.inference_mode():
                 render_chunked(m, rays, dataclasses.replace(base, net_chunk=c))
                 times[n, c].append(time.perf_counter() - start)
 for n in models:
+    ratio = statistics.median(a / b for a, b in zip(times[n, chunks[0]], times[n, chunks[1]]))
     print(f"  {n:14s} " + ", ".join(f"{c} points/call {statistics.median(times[n, c]):.3f} s" for c in chunks)
-          + f"; {chunks[0]}/{chunks[1]}: {statistics.median(a / b for a, b in zip(times[n, chunks[0]], times[n, chunks[1]])):.2f}x")
+          + f"; {chunks[0]}/{chunks[1]}: {ratio:.2f}x")
