@@ -19,6 +19,7 @@ Every check is a measurement, not a lookup of CPU flags, made once per process i
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import platform
 import statistics
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 import torch
+from torch import nn
+from torch.ao.nn.quantized.modules.linear import LinearPackedParams
 
 if TYPE_CHECKING:  # only a type here; nerf_eval.model imports this module's neighbours (kernels)
     from nerf_eval.model import ModelPair
@@ -166,6 +169,20 @@ def int8_engine_probe() -> dict:
 def int8_engine() -> str:
     """The quantized engine static and dynamic int8 networks are packed with on this machine."""
     return int8_engine_probe()["engine"]
+
+
+def copy_module(net: nn.Module) -> nn.Module:
+    """`copy.deepcopy(net)` with its int8 weights packed for this machine's int8 engine (`int8_engine`).
+
+    torch re-packs quantized weights when a module holding them is copied, with whatever quantized engine
+    is current (`x86` unless set), not the one they were packed with: a copied int8 network then ran on
+    fbgemm, 2.3x slower than the original on an AMX Xeon (`reports/linear-kernels/int8-copy-amx.log`).
+    Loading a saved int8 network re-packs with this machine's engine too (`int8_packing`)."""
+    if not any(isinstance(m, LinearPackedParams) for m in net.modules()):
+        return copy.deepcopy(net)
+    with quantized_engine(int8_engine()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns that quantized tensors are deprecated at each creation
+        return copy.deepcopy(net)
 
 
 @lru_cache(maxsize=None)

@@ -7,7 +7,6 @@ Hidden widths may differ per layer, which is how structured pruning keeps the sa
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass, field
 
@@ -16,6 +15,7 @@ from torch import nn
 
 from nerf_eval.encoding import encoded_dim
 from nerf_eval.errors import describe
+from nerf_eval.hardware import copy_module
 from nerf_eval.kernels import linear
 
 
@@ -183,10 +183,11 @@ class ModelPair:
         return nets
 
     def copy_with(self, **meta: object) -> "ModelPair":
-        """A copy with its networks deep-copied (so nothing downstream shares them) and `meta` entries set
-        or replaced: how an accelerator attaches what it renders with (a grid, sample caps)."""
-        fine = copy.deepcopy(self.fine) if self.fine is not None else None
-        return ModelPair(copy.deepcopy(self.coarse), fine, self.config, {**self.meta, **meta})
+        """A copy with its networks deep-copied (so nothing downstream shares them; int8 weights stay packed
+        for this machine's engine, `nerf_eval.hardware.copy_module`) and `meta` entries set or replaced: how an
+        accelerator attaches what it renders with (a grid, sample caps)."""
+        fine = copy_module(self.fine) if self.fine is not None else None
+        return ModelPair(copy_module(self.coarse), fine, self.config, {**self.meta, **meta})
 
     def eval(self) -> "ModelPair":
         for net in self.networks().values():

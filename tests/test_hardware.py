@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 
@@ -133,3 +135,33 @@ def test_intra_op_threads_sets_the_count_for_the_block_and_restores_it():
     with pytest.raises(RuntimeError), intra_op_threads(1):
         raise RuntimeError("restored on the way out")
     assert torch.get_num_threads() == before
+
+
+def test_copies_of_int8_networks_are_packed_for_this_machines_engine(monkeypatch):
+    """torch re-packs quantized weights when copying, with the engine current then; copy_module (and so
+    ModelPair.copy_with, what accelerators composed after int8 use) copies under this machine's engine."""
+    torch.manual_seed(0)
+    pair = ModelPair.create(TINY)
+    float_pair = get_compressor("fp32").compress(pair, None)  # copied plainly
+    engines = []
+    real_deepcopy = hw.copy.deepcopy
+
+    def spy(obj, memo=None):  # records the engine current when copy_module copies
+        engines.append(torch.backends.quantized.engine)
+        return real_deepcopy(obj, memo)
+
+    from nerf_eval.compress.quantize.static import static_int8_network
+    net = static_int8_network(pair.fine, torch.randn(64, TINY.input_ch + TINY.input_ch_views))
+    supported = torch.backends.quantized.supported_engines
+    other = next((e for e in ("x86", "onednn") if e in supported and e != hw.int8_engine()), None)
+    if other is None:
+        pytest.skip("one int8 engine only: nothing to switch between")
+    monkeypatch.setattr(hw, "copy", types.SimpleNamespace(deepcopy=spy))
+    with hw.quantized_engine(other):
+        copied = hw.copy_module(net)
+        hw.copy_module(float_pair.fine)
+        assert torch.backends.quantized.engine == other  # restored
+    assert engines == [hw.int8_engine(), other]
+    x = torch.randn(8, TINY.input_ch + TINY.input_ch_views)
+    with torch.inference_mode():
+        torch.testing.assert_close(copied(x), net(x), rtol=0, atol=1e-5)
