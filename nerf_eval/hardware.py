@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.ao.nn.quantized.modules.linear import LinearPackedParams
 
-if TYPE_CHECKING:  # only a type here; nerf_eval.model imports this module's neighbours (kernels)
+if TYPE_CHECKING:  # only a type here: nerf_eval.model imports this module (copy_module)
     from nerf_eval.model import ModelPair
 
 # Native half matmuls run at 1-4x the fp32 rate; emulated ones at ~0.2x (fp16 on AVX-512 BF16 CPUs) or
