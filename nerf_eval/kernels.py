@@ -19,15 +19,15 @@ autocast, on the CPU, for plain `nn.Linear` layers.
 from __future__ import annotations
 
 import os
-import statistics
-import time
 from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nerf_eval.errors import NerfEvalError
 from nerf_eval.hardware import is_slow_dtype
+from nerf_eval.measure.latency import PairedProtocol, PairedTiming, time_pair
 
 KERNELS = ("eager", "onednn")
 HALF_DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16"}  # fp32 stays eager: see linear_kernel_probe
@@ -35,17 +35,19 @@ KERNEL_ENV = "NERF_LINEAR_KERNEL"
 TIE = 1.10  # oneDNN must be this much faster to replace eager torch (timing noise is a few percent)
 # (in, out) features of one MLP pass: the encoding's 63, the 256-wide trunk, the skip's 319, the view branch
 PROBE_SHAPES = ((63, 256), (256, 256), (256, 256), (319, 256), (256, 256), (283, 128))
+# each round times both kernels, eager first and oneDNN first alternating; the probe warms both up itself
+PROTOCOL = PairedProtocol(rounds=9, warmup=0, order="alternate", pairing="adjacent")
 
 
 def _fused_op():
     return getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
 
 
-def _probe(dtype: torch.dtype, rows: int = 4096, rounds: int = 9) -> tuple[dict[str, float], float, float]:
-    """Time one pass through PROBE_SHAPES per kernel, interleaved round by round. Returns each kernel's
-    median seconds, the median over rounds of eager's time over oneDNN's (the paired ratio, which load
-    that changes between rounds does not move), and the largest difference between the kernels' outputs
-    relative to their scale."""
+def _probe(dtype: torch.dtype, rows: int = 4096) -> tuple[PairedTiming, float]:
+    """Time one pass through PROBE_SHAPES with each kernel, paired and interleaved (eager torch the
+    reference, `nerf_eval.measure.latency`), and the largest difference between the kernels' outputs
+    relative to their scale. The timing's `speedup` is the median over rounds of eager's time over oneDNN's,
+    which load that changes between rounds does not move."""
     gen = torch.Generator().manual_seed(0)
     layers = [((torch.randn(o, i, generator=gen) / i ** 0.5).to(dtype),
                (torch.randn(o, generator=gen) * 0.1).to(dtype)) for i, o in PROBE_SHAPES]
@@ -54,24 +56,16 @@ def _probe(dtype: torch.dtype, rows: int = 4096, rounds: int = 9) -> tuple[dict[
     inputs[PROBE_SHAPES[0][0]] = torch.rand(rows, 90, generator=gen).to(dtype)[:, :PROBE_SHAPES[0][0]]
     fused = _fused_op()
 
-    def run(kernel: str) -> tuple[float, list[torch.Tensor]]:
-        start = time.perf_counter()
-        outs = []
-        for (w, b), (i, _) in zip(layers, PROBE_SHAPES):
-            x = inputs[i]
-            outs.append(fused(x, w, b, "relu", [], "") if kernel == "onednn" else torch.relu(F.linear(x, w, b)))
-        return time.perf_counter() - start, outs
+    def run(kernel: str) -> list[torch.Tensor]:
+        return [fused(inputs[i], w, b, "relu", [], "") if kernel == "onednn"
+                else torch.relu(F.linear(inputs[i], w, b)) for (w, b), (i, _) in zip(layers, PROBE_SHAPES)]
 
-    times: dict[str, list[float]] = {k: [] for k in KERNELS}
     with torch.inference_mode():
-        ref = {k: run(k)[1] for k in KERNELS}  # warm-up: the first calls build oneDNN's primitives
+        eager, onednn = run("eager"), run("onednn")  # the warm-up too: first calls build oneDNN's primitives
         err = max(((a.float() - b.float()).abs().max() / (b.float().abs().max() + 1e-6)).item()
-                  for a, b in zip(ref["onednn"], ref["eager"]))
-        for r in range(rounds):
-            for k in KERNELS[r % 2:] + KERNELS[:r % 2]:
-                times[k].append(run(k)[0])
-    ratio = statistics.median(e / o for e, o in zip(times["eager"], times["onednn"]))
-    return {k: statistics.median(t) for k, t in times.items()}, ratio, err
+                  for a, b in zip(onednn, eager))
+        timing = time_pair(lambda: run("eager"), lambda: run("onednn"), PROTOCOL, name="onednn")
+    return timing, err
 
 
 @lru_cache(maxsize=None)
@@ -80,12 +74,8 @@ def linear_kernel_probe(dtype: torch.dtype) -> dict:
     pinned = os.environ.get(KERNEL_ENV, "").strip()
     if pinned:
         if pinned not in KERNELS:
-            from nerf_eval.errors import NerfEvalError
-
             raise NerfEvalError(f"{KERNEL_ENV}={pinned}: not a Linear kernel (choose from {', '.join(KERNELS)})")
         if pinned == "onednn" and _fused_op() is None:
-            from nerf_eval.errors import NerfEvalError
-
             raise NerfEvalError(f"{KERNEL_ENV}=onednn: this torch has no oneDNN fused linear")
         return {"kernel": pinned, "reason": f"pinned by {KERNEL_ENV}", "seconds": {}}
     if _fused_op() is None:
@@ -95,10 +85,11 @@ def linear_kernel_probe(dtype: torch.dtype) -> dict:
     if is_slow_dtype(dtype):  # timing an emulated dtype would take seconds, and neither kernel helps it
         return {"kernel": "eager", "reason": f"this CPU emulates {dtype}", "seconds": {}}
     try:
-        seconds, ratio, err = _probe(dtype)
+        timing, err = _probe(dtype)
     except RuntimeError as e:  # a dtype oneDNN does not implement on this CPU
         return {"kernel": "eager", "reason": f"oneDNN failed here ({str(e).splitlines()[0][:80]})", "seconds": {}}
-    seconds = {k: round(s, 6) for k, s in seconds.items()}
+    ratio = timing.speedup
+    seconds = {"eager": round(timing.reference_latency_s, 6), "onednn": round(timing.latency_s, 6)}
     tolerance = 4 * torch.finfo(dtype).eps
     if err > tolerance:
         return {"kernel": "eager", "reason": f"oneDNN's result differs by {err:.2g} (more than {tolerance:.2g})",

@@ -10,6 +10,7 @@ from nerf_eval import kernels
 from nerf_eval.compress import get_compressor
 from nerf_eval.errors import NerfEvalError
 from nerf_eval.machine import machine_record
+from nerf_eval.measure.latency import summarize
 from nerf_eval.model import ModelPair, NeRF, NeRFConfig
 
 SMALL = NeRFConfig(depth=4, width=32, skips=(1,), multires=4, multires_views=2, view_width=16)
@@ -93,11 +94,11 @@ def test_an_emulated_dtype_or_a_differing_result_keeps_eager_torch(pin, monkeypa
     kernels.linear_kernel_probe.cache_clear()
     monkeypatch.setattr(kernels, "is_slow_dtype", lambda dtype: False)
     monkeypatch.setattr(kernels, "_fused_op", lambda: object())
-    monkeypatch.setattr(kernels, "_probe", lambda dtype: ({"eager": 2.0, "onednn": 1.0}, 2.0, 0.5))
+    monkeypatch.setattr(kernels, "_probe", lambda dtype: (summarize("onednn", [1.0], [2.0]), 0.5))
     choice = kernels.linear_kernel_probe(torch.bfloat16)  # twice as fast, but not the same result
     assert choice["kernel"] == "eager" and "differs by 0.5" in choice["reason"]
     kernels.linear_kernel_probe.cache_clear()
-    monkeypatch.setattr(kernels, "_probe", lambda dtype: ({"eager": 1.05, "onednn": 1.0}, 1.05, 0.0))
+    monkeypatch.setattr(kernels, "_probe", lambda dtype: (summarize("onednn", [1.0], [1.05]), 0.0))
     assert kernels.linear_kernel_probe(torch.bfloat16)["kernel"] == "eager"  # within the tie margin
     kernels.linear_kernel_probe.cache_clear()
 

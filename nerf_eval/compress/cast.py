@@ -16,6 +16,7 @@ from nerf_eval.compress.base import FunctionCompressor, register
 from nerf_eval.compress.kinds import NetworkKind, layer_types, register_kind
 from nerf_eval.compress.params import CompressorSpec, Param
 from nerf_eval.errors import CompressorError
+from nerf_eval.hardware import HALF_DTYPES
 from nerf_eval.kernels import linear_kernel_probe
 from nerf_eval.model import ModelPair, NeRF, NeRFConfig, is_float_nerf
 from nerf_eval.render import NARROW_NET_CHUNK, POINTS_PER_CALL, Rays
@@ -31,7 +32,7 @@ class CastNetwork(nn.Module):
         self.net = net
         self.dtype = dtype
         # 2-byte activations: more points per call for the same memory (nerf_eval.render.NARROW_NET_CHUNK)
-        self.meta = {POINTS_PER_CALL: NARROW_NET_CHUNK} if dtype in (torch.float16, torch.bfloat16) else {}
+        self.meta = {POINTS_PER_CALL: NARROW_NET_CHUNK} if dtype in HALF_DTYPES else {}
         linear_kernel_probe(dtype)  # choose the Linear kernel now, not inside the first timed render
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
