@@ -136,6 +136,15 @@ def test_int8_networks_take_more_points_per_call_also_after_copying(int8_both):
         assert pair.fine.meta[POINTS_PER_CALL] == NARROW_NET_CHUNK == pair.coarse.meta[POINTS_PER_CALL]
 
 
+def test_static_int8_builds_alike_where_torch_fx_has_no_stack_trace_switch(pair, rays, int8_both, monkeypatch):
+    # torch 2.11 has no such switch (pyproject allows torch >= 2.4); a name torch lacks stands for it
+    from nerf_eval.compress.quantize import int8
+
+    monkeypatch.setattr(int8, "FX_STACK_TRACE_SWITCH", "no_such_switch_in_this_torch")
+    again = static_int8_pair(pair, rays, "both", FAST)
+    assert rgb_error(again, int8_both, rays) == 0.0
+
+
 def test_skip_and_view_concatenations_share_qparams(int8_both):
     run = CatQparams(int8_both.fine)
     run.run(torch.randn(16, TINY.input_ch + TINY.input_ch_views))

@@ -14,6 +14,9 @@ from torch.ao.quantization.observer import HistogramObserver, MinMaxObserver, Pe
 
 from nerf_eval.hardware import int8_engine, quantized_engine
 
+# torch.fx.config's switch for the tracer's per-node stack traces: torch 2.13 has it, 2.11 does not
+FX_STACK_TRACE_SWITCH = "do_not_emit_stack_traces"
+
 
 @contextlib.contextmanager
 def int8_packing(engine: str | None = None) -> Iterator[str]:
@@ -21,10 +24,12 @@ def int8_packing(engine: str | None = None) -> Iterator[str]:
     quietly; yields the engine's name.
 
     torch.ao's FX API warns that it is deprecated at every call, and its tracer records a stack trace per
-    node (whose first use imports the whole compiler stack, seconds per process): both are switched off."""
+    node (whose first use imports the whole compiler stack, seconds per process): both are switched off
+    (where this torch has the switch: 2.13 has it, 2.11 does not)."""
     engine = engine or int8_engine()
-    with quantized_engine(engine), warnings.catch_warnings(), \
-            mock.patch.object(torch.fx.config, "do_not_emit_stack_traces", True):
+    no_stack_traces = (mock.patch.object(torch.fx.config, FX_STACK_TRACE_SWITCH, True)
+                       if hasattr(torch.fx.config, FX_STACK_TRACE_SWITCH) else contextlib.nullcontext())
+    with quantized_engine(engine), warnings.catch_warnings(), no_stack_traces:
         warnings.simplefilter("ignore")
         yield engine
 
