@@ -9,6 +9,9 @@ about 59 dB (only PNG rounding differs) and any harm a compressor does shows as 
 Importing this module also loads the metric libraries (which `nerf_eval.metrics` imports lazily) into the
 calling process: pytester's in-process runs unload the modules a run imported, and a C extension among
 them cannot be loaded twice in one process, so a later test that measured quality failed to import it.
+It loads torch's compiler stack (`torch._dynamo`) for the same reason: some torch versions (2.11) import
+it lazily on a first FX trace or seeded call, and it registers an operator library that cannot be
+registered twice, so every torch call that imported it again after an in-process run failed.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 import flip_evaluator  # noqa: F401  (see the module docstring)
 import skimage.metrics  # noqa: F401
 import torch
+import torch._dynamo  # noqa: F401  (see the module docstring)
 
 from nerf_eval.checkpoint import save_checkpoint
 from nerf_eval.model import ModelPair, NeRFConfig
