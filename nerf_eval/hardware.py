@@ -22,8 +22,6 @@ import contextlib
 import copy
 import os
 import platform
-import statistics
-import time
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +30,8 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 from torch import nn
 from torch.ao.nn.quantized.modules.linear import LinearPackedParams
+
+from nerf_eval.measure.latency import PairedProtocol, time_pair, time_paired
 
 if TYPE_CHECKING:  # only a type here: nerf_eval.model imports this module (copy_module)
     from nerf_eval.model import ModelPair
@@ -42,25 +42,19 @@ SLOW_RATIO = 0.5
 HALF_DTYPES = (torch.bfloat16, torch.float16)
 
 
-def _gemm_seconds(a: torch.Tensor, b: torch.Tensor) -> float:
-    start = time.perf_counter()
-    a @ b
-    return time.perf_counter() - start
-
-
 @lru_cache(maxsize=None)
 def matmul_speed_ratio(dtype: torch.dtype, rows: int = 512, width: int = 256, rounds: int = 9) -> float:
-    """GEMM throughput of `dtype` relative to fp32 on this CPU (above 1: faster than fp32): the median
-    over `rounds` of fp32's time over `dtype`'s, timed back to back on the same operands, so that load
-    from other processes (which once flipped the verdict of a best-of-3 timed apart) cancels out."""
+    """GEMM throughput of `dtype` relative to fp32 on this CPU (above 1: faster than fp32): the paired
+    speed-up of `dtype`'s product over fp32's on the same operands (`nerf_eval.measure.latency`: each
+    round times both back to back, the order alternating; the median of the per-round ratios), so that
+    load from other processes (which once flipped the verdict of a best-of-3 timed apart) cancels out."""
     if dtype == torch.float32:
         return 1.0
     a, b = torch.randn(rows, width), torch.randn(width, width)
     ah, bh = a.to(dtype), b.to(dtype)
-    with torch.inference_mode():
-        a @ b, ah @ bh, ah @ bh  # warm-up: the first half-precision call builds its kernel
-        ratios = [_gemm_seconds(a, b) / max(_gemm_seconds(ah, bh), 1e-9) for _ in range(rounds)]
-    return statistics.median(ratios)
+    protocol = PairedProtocol(rounds=rounds, warmup=2, order="alternate", pairing="adjacent")
+    with torch.inference_mode():  # the warm-up calls build the half-precision kernel
+        return time_pair(lambda: a @ b, lambda: ah @ bh, protocol).speedup
 
 
 def is_slow_dtype(dtype: torch.dtype) -> bool:
@@ -113,8 +107,9 @@ def _saturates(engine: str) -> bool:
 
 def _int8_chain_seconds(engines: list[str], rows: int = 4096, width: int = 256, depth: int = 4,
                         rounds: int = 5) -> dict[str, float]:
-    """Median time of a chain of int8 Linear+ReLU layers at the MLP's width, per engine, timed interleaved
-    (engine A, B, A, B, ...) so that a change of load on the machine falls on both alike."""
+    """Median time of a chain of int8 Linear+ReLU layers at the MLP's width, per engine (two or more),
+    timed interleaved (`nerf_eval.measure.latency`, the order alternating from round to round) so that a
+    change of load on the machine falls on all alike."""
     gen = torch.Generator().manual_seed(0)
     weights = [torch.quantize_per_channel(torch.randn(width, width, generator=gen) * 0.05, torch.full((width,), 0.002),
                                           torch.zeros(width, dtype=torch.long), 0, torch.qint8) for _ in range(depth)]
@@ -124,21 +119,19 @@ def _int8_chain_seconds(engines: list[str], rows: int = 4096, width: int = 256, 
         with quantized_engine(e):
             packed[e] = [torch.ops.quantized.linear_prepack(w, None) for w in weights]
 
-    def run(e: str) -> float:
-        start = time.perf_counter()
-        y = x
-        for p in packed[e]:
-            y = torch.ops.quantized.linear_relu(y, p, 0.05, 0)
-        return time.perf_counter() - start
+    def chain(e: str):
+        def run() -> torch.Tensor:
+            y = x
+            for p in packed[e]:
+                y = torch.ops.quantized.linear_relu(y, p, 0.05, 0)
+            return y
+        return run
 
-    times: dict[str, list[float]] = {e: [] for e in engines}
+    first, *others = engines
     with torch.inference_mode():
-        for e in engines:
-            run(e)
-        for r in range(rounds):
-            for e in engines[r % 2:] + engines[:r % 2]:
-                times[e].append(run(e))
-    return {e: statistics.median(t) for e, t in times.items()}
+        timings = time_paired(chain(first), {e: chain(e) for e in others},
+                              PairedProtocol(rounds=rounds, order="alternate"))
+    return {first: timings[others[0]].reference_latency_s, **{e: t.latency_s for e, t in timings.items()}}
 
 
 @lru_cache(maxsize=None)
@@ -176,7 +169,7 @@ def copy_module(net: nn.Module) -> nn.Module:
 
     torch re-packs quantized weights when a module holding them is copied, with whatever quantized engine
     is current (`x86` unless set), not the one they were packed with: a copied int8 network then ran on
-    fbgemm, 2.3x slower than the original on an AMX Xeon (`reports/linear-kernels/int8-copy-amx.log`).
+    fbgemm, at about half the speed of the original on an AMX Xeon (`reports/linear-kernels/int8-copy-amx.log`).
     Loading a saved int8 network re-packs with this machine's engine too (`int8_packing`)."""
     if not any(isinstance(m, LinearPackedParams) for m in net.modules()):
         return copy.deepcopy(net)

@@ -1,15 +1,14 @@
 """Eager torch against oneDNN's fused Linear kernel, per dtype, on whole renders: python ab.py [ROUNDS].
 
 Renders the same 1024 test rays of `object` (64+128 samples, all torch threads, the allocator as
-`nerf-eval` sets it) with fp32, bf16 and fp16, each model once per kernel in every round, the kernel
-order alternating between rounds; prints each model's median render time per kernel and the per-round
-ratios (eager's time over oneDNN's). The kernel is pinned through NERF_LINEAR_KERNEL, as a user would;
+`nerf-eval` sets it) with fp32, bf16 and fp16, each model with both kernels, paired
+(`nerf_eval.measure.latency`: eager the reference, the order alternating between rounds); prints each
+model's median render time per kernel and the per-round ratios (eager's time over oneDNN's). The kernel
+is pinned through NERF_LINEAR_KERNEL, as a user would;
 fp32, which the library keeps on torch's kernels, is let through to the fused kernel here to measure it.
 """
 import os
-import statistics
 import sys
-import time
 
 import torch
 
@@ -17,6 +16,7 @@ from nerf_eval import kernels
 from nerf_eval.checkpoint import load_checkpoint
 from nerf_eval.compress import get_compressor
 from nerf_eval.hardware import machine_summary
+from nerf_eval.measure.latency import PairedProtocol, time_pair
 from nerf_eval.memory import keep_freed_memory
 from nerf_eval.render import RenderSettings, render_chunked
 from nerf_eval.scenes import load_scene
@@ -39,26 +39,28 @@ def use(kernel: str) -> None:
 
 print(f"object, 1024 test rays, {settings.n_coarse}+{settings.n_fine} samples, on {machine_summary()}; "
       f"load average {os.getloadavg()[0]:.2f}", flush=True)
-times = {(n, k): [] for n in models for k in kernels.KERNELS}
+
+
+def render_with(kernel: str, model):
+    def run():
+        use(kernel)
+        return render_chunked(model, rays, settings)
+    return run
+
+
+timings = {}
 with torch.inference_mode():
     for k in kernels.KERNELS:  # warm-up: oneDNN builds its primitives on first use
-        use(k)
         for m in models.values():
-            render_chunked(m, rays, settings)
-    for r in range(rounds):
-        for n, m in models.items():
-            for k in kernels.KERNELS[::1 if r % 2 == 0 else -1]:
-                use(k)
-                start = time.perf_counter()
-                render_chunked(m, rays, settings)
-                times[n, k].append(time.perf_counter() - start)
+            render_with(k, m)()
+    for n, m in models.items():
+        timings[n] = time_pair(render_with("eager", m), render_with("onednn", m),
+                               PairedProtocol(rounds=rounds, warmup=0, order="alternate"), name=n)
 del os.environ[kernels.KERNEL_ENV]
 kernels.linear_kernel_probe.cache_clear()
 del kernels.HALF_DTYPES[torch.float32]
-for n in models:
-    e, o = times[n, "eager"], times[n, "onednn"]
-    ratios = [a / b for a, b in zip(e, o)]
-    print(f"  {n}: eager {statistics.median(e):.3f} s, oneDNN fused {statistics.median(o):.3f} s; eager/oneDNN "
-          f"{statistics.median(ratios):.2f}x (rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
+for n, t in timings.items():
+    print(f"  {n}: eager {t.reference_latency_s:.3f} s, oneDNN fused {t.latency_s:.3f} s; eager/oneDNN "
+          f"{t.summary()} (rounds: {', '.join(f'{x:.2f}' for x in t.ratios)})")
 chosen = kernels.linear_kernels().items()
 print("probe chooses here: " + "; ".join(f"{d} {c['kernel']} ({c['reason']})" for d, c in chosen))

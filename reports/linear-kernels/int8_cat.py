@@ -1,23 +1,15 @@
 """Joining two quantized tensors that share a scale and zero point (the int8 skip concatenation's shapes):
-python int8_cat.py. Prints each way's time per call and whether it gives the same codes."""
-import time
+python int8_cat.py. Prints each way's median time per call (`nerf_eval.throughput.median_time`, 200 calls)
+and whether it gives the same codes."""
 import warnings
 
 import torch
 
 from nerf_eval.compress.quantize import cat_shared_qparams
 from nerf_eval.hardware import machine_summary
+from nerf_eval.throughput import median_time
 
 warnings.simplefilter("ignore")  # torch warns that quantized tensors are deprecated at each creation
-
-
-def per_call(fn, n: int = 200) -> float:
-    for _ in range(5):
-        fn()
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - start) / n
 
 
 a = torch.quantize_per_tensor(torch.rand(4096, 63), 0.01, 3, torch.quint8)
@@ -32,4 +24,4 @@ reference = torch.cat([a.int_repr(), b.int_repr()], 1)
 print(f"4096x63 and 4096x256 quint8 joined on {machine_summary()}")
 with torch.inference_mode():
     for name, fn in ways.items():
-        print(f"  {name:48s} {per_call(fn) * 1e6:8.1f} us, same codes: {torch.equal(fn().int_repr(), reference)}")
+        print(f"  {name:48s} {median_time(fn, 200) * 1e6:8.1f} us, same codes: {torch.equal(fn().int_repr(), reference)}")

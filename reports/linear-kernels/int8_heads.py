@@ -7,9 +7,9 @@ puts the heads' weights on an int8 grid. This script measures both sides without
 1. quality: the int8 network with its heads' weights fake-quantized (symmetric per output channel,
    [-127, 127], what the op would compute up to fp32 rounding), against fp32 and against `int8-ptq-both`,
    on each scene's test views;
-2. speed: the density head on 16384 points, dequantize + fp32 Linear against the fp32-output int8 op.
+2. speed: the density head on 16384 points, dequantize + fp32 Linear against the fp32-output int8 op,
+   timed paired (`nerf_eval.measure.latency`, 30 rounds, the order alternating): medians and the ratio.
 """
-import time
 import warnings
 
 import torch
@@ -19,6 +19,7 @@ from nerf_eval.compress import get_compressor
 from nerf_eval.evaluate import evaluate
 from nerf_eval.hardware import machine_summary
 from nerf_eval.measure import calibration_batch
+from nerf_eval.measure.latency import PairedProtocol, time_pair
 from nerf_eval.render import RenderSettings
 from nerf_eval.scenes import load_scene
 
@@ -61,20 +62,13 @@ packed = ops.qlinear_prepack(torch.round(w / w_scale[:, None]).clamp(-127, 127).
 zero = torch.zeros(1, dtype=torch.long)
 
 
-def per_call(fn, n: int = 30) -> float:
-    for _ in range(3):
-        fn()
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - start) / n
-
-
 with torch.inference_mode():
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        fp32 = per_call(lambda: torch.nn.functional.linear(h.dequantize(), w, b))
-        int8 = per_call(lambda: ops.qlinear_pointwise(codes, 3 / 255, 0, packed, w_scale, zero, b, 1.0, 0,
-                                                      torch.float32, "none", [], ""))
-        print(f"  density head on 16384 points, {threads} thread(s): dequantize + fp32 Linear {fp32 * 1e6:.0f} us, "
-              f"int8 codes -> fp32 (onednn.qlinear_pointwise) {int8 * 1e6:.0f} us ({fp32 / int8:.1f}x)")
+        t = time_pair(lambda: torch.nn.functional.linear(h.dequantize(), w, b),
+                      lambda: ops.qlinear_pointwise(codes, 3 / 255, 0, packed, w_scale, zero, b, 1.0, 0,
+                                                    torch.float32, "none", [], ""),
+                      PairedProtocol(rounds=30, warmup=3, order="alternate"))
+        print(f"  density head on 16384 points, {threads} thread(s): dequantize + fp32 Linear "
+              f"{t.reference_latency_s * 1e6:.0f} us, int8 codes -> fp32 (onednn.qlinear_pointwise) "
+              f"{t.latency_s * 1e6:.0f} us ({t.summary()})")

@@ -3,12 +3,11 @@
 Swaps `alpha_linear` and `rgb_linear` of `int8-ptq-both`'s FX graphs (object checkpoint) for oneDNN's int8
 Linear with an fp32 output (`torch.ops.onednn.qlinear_pointwise`, int8 weights per output channel), fed
 the uint8 codes of the quantized activations through a zero-copy view instead of their dequantized
-values, then times the fine network on 16384 points against the unmodified one, interleaved, and prints a
-per-op profile of the modified network, and the unmodified network with and without a call of the head op
-between its calls. A measurement for whoever takes this up, not library code.
+values, then times the fine network on 16384 points against the unmodified one, paired
+(`nerf_eval.measure.latency`, 9 rounds, the order alternating), and prints a per-op profile of the modified
+network, and the median times (`nerf_eval.throughput.median_time`) of the unmodified network with and without
+a call of the head op after each of its calls. A measurement for whoever takes this up, not library code.
 """
-import statistics
-import time
 import warnings
 
 import torch
@@ -18,7 +17,9 @@ from nerf_eval.checkpoint import load_checkpoint
 from nerf_eval.compress import get_compressor
 from nerf_eval.hardware import machine_summary
 from nerf_eval.measure import calibration_batch
+from nerf_eval.measure.latency import PairedProtocol, time_pair
 from nerf_eval.scenes import load_scene
+from nerf_eval.throughput import median_time
 
 warnings.simplefilter("ignore")  # torch warns that quantized tensors are deprecated at each creation
 ops = torch.ops.onednn
@@ -63,19 +64,14 @@ plain = get_compressor("int8-ptq-both").compress(pair, calibration_batch(scene, 
 swapped = with_codes_heads(plain.copy_with().fine)
 nets = {"int8-ptq-both": plain.fine, "with int8 fp32-output heads": swapped}
 x = torch.randn(16384, 90, generator=torch.Generator().manual_seed(0))
-times = {n: [] for n in nets}
 print(f"fine network on 16384 points, on {machine_summary()}")
 with torch.inference_mode():
     out = {n: net(x) for n, net in nets.items()}
     print(f"  largest output difference {(out[list(nets)[0]] - out[list(nets)[1]]).abs().max():.3f} "
           f"(outputs up to {out[list(nets)[0]].abs().max():.1f})")
-    for r in range(9):
-        for n in list(nets)[::1 if r % 2 == 0 else -1]:
-            start = time.perf_counter()
-            nets[n](x)
-            times[n].append(time.perf_counter() - start)
-    for n in nets:
-        print(f"  {n}: {1e3 * statistics.median(times[n]):.1f} ms")
+    t = time_pair(lambda: plain.fine(x), lambda: swapped(x), PairedProtocol(rounds=9, order="alternate"))
+    print(f"  int8-ptq-both: {1e3 * t.reference_latency_s:.1f} ms")
+    print(f"  with int8 fp32-output heads: {1e3 * t.latency_s:.1f} ms; paired {t.summary()}")
     with torch.profiler.profile() as prof:
         swapped(x)
 print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
@@ -86,17 +82,8 @@ h = torch.quantize_per_tensor(torch.rand(16384, 256, generator=torch.Generator()
                               torch.quint8)
 
 
-def per_call(fn, n: int = 10) -> float:
-    for _ in range(2):
-        fn()
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - start) / n
-
-
 with torch.inference_mode():
-    alone, head_alone = per_call(lambda: plain.fine(x)), per_call(lambda: head(h))
-    mixed = per_call(lambda: (plain.fine(x), head(h)))
+    alone, head_alone = median_time(lambda: plain.fine(x), 10), median_time(lambda: head(h), 10)
+    mixed = median_time(lambda: (plain.fine(x), head(h)), 10)
 print(f"unmodified network alone {1e3 * alone:.1f} ms; the head op alone {1e3 * head_alone:.2f} ms; "
       f"network then head op, repeated, {1e3 * mixed:.1f} ms a pair")
