@@ -10,9 +10,9 @@ from torch import nn
 
 from nerf_eval.compress import get_compressor, serialized_size
 from nerf_eval.compress.cast import cast_pair
-from nerf_eval.compress.quantize import (HEADS, CalibrationOptions, WeightOnlyLinear, cat_shared_qparams,
-                                         record_network_inputs, static_int8_network, static_int8_pair,
-                                         weight_only_network)
+from nerf_eval.compress.quantize import (HEADS, STATIC_INT8_META, CalibrationOptions, WeightOnlyLinear,
+                                         cat_shared_qparams, record_network_inputs, static_int8_network,
+                                         static_int8_pair, weight_only_network)
 from nerf_eval.compress import qmath
 from nerf_eval.errors import CompressorError
 from nerf_eval.model import ModelPair, NeRF, NeRFConfig
@@ -143,6 +143,56 @@ def test_static_int8_builds_alike_where_torch_fx_has_no_stack_trace_switch(pair,
     monkeypatch.setattr(int8, "FX_STACK_TRACE_SWITCH", "no_such_switch_in_this_torch")
     again = static_int8_pair(pair, rays, "both", FAST)
     assert rgb_error(again, int8_both, rays) == 0.0
+
+
+def test_int8_heads_read_the_codes_and_match_their_fp32_arithmetic(pair, rays, int8_both, monkeypatch):
+    from nerf_eval.compress.quantize import heads as heads_module
+    from nerf_eval.compress.quantize.heads import Int8WeightHead
+
+    int8_heads = static_int8_pair(pair, rays, "both", FAST, heads="int8")
+    for net in int8_heads.networks().values():
+        swapped = {n for n, m in net.named_modules() if isinstance(m, Int8WeightHead)}
+        assert swapped == {"alpha_linear", "rgb_linear"}
+        assert not any(n.op == "call_method" and n.target == "dequantize" for n in net.graph.nodes)
+        assert net.meta[STATIC_INT8_META]["heads"] == "int8"
+        head = net.alpha_linear
+        assert set(head.state_dict()) == {"weight", "bias"} and head.weight.dtype == torch.float32
+    assert "heads" not in int8_both.fine.meta[STATIC_INT8_META]  # the default stays as saved files expect
+    assert int8_heads.meta["compression"]["heads"] == "int8"
+    # heads on the int8 grid stay close to fp32 heads
+    assert rgb_error(int8_heads, int8_both, rays) < 0.02
+    # the fp32 arithmetic used where oneDNN's op is missing or clips gives the same values up to rounding
+    x = torch.randn(200, 42, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        fast = int8_heads.fine(x)
+        monkeypatch.setattr(heads_module, "fp32_output_int8_linear_works", lambda: False)
+        for m in int8_heads.fine.modules():
+            if isinstance(m, Int8WeightHead):
+                m.forget_codes()
+        slow = int8_heads.fine(x)
+    torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-4)
+
+
+def test_int8_heads_rederive_their_codes_after_loading_new_weights(pair, rays):
+    from nerf_eval.compress.quantize.heads import Int8WeightHead
+
+    net = static_int8_pair(pair, rays, "fine", FAST, heads="int8").fine
+    x = torch.randn(50, 42, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        before = net(x)
+        state = net.state_dict()  # keeps the version metadata quantized modules read
+        state["alpha_linear.weight"] = state["alpha_linear.weight"] * 2
+        net.load_state_dict(state)
+        after = net(x)
+    assert isinstance(net.alpha_linear, Int8WeightHead)
+    assert not torch.equal(before[:, 3], after[:, 3]) and torch.equal(before[:, :3], after[:, :3])
+
+
+def test_unknown_head_precision_is_refused(pair, rays):
+    with pytest.raises(CompressorError, match="unknown head precision 'int4'"):
+        static_int8_pair(pair, rays, "both", FAST, heads="int4")
+    with pytest.raises(CompressorError):
+        get_compressor("int8-ptq-both:heads=int4")
 
 
 def test_skip_and_view_concatenations_share_qparams(int8_both):
