@@ -71,6 +71,14 @@ def base_of(name: str) -> str:
     return spec.base if isinstance(spec, CompressorSpec) else name
 
 
+def is_composition(name: str) -> bool:
+    """Whether `name` joins stages (or is no registered name): such names run on `object` only."""
+    try:
+        return not isinstance(REGISTRY.parse(name), CompressorSpec)
+    except CompressorError:
+        return True
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "shipped_target" in metafunc.fixturenames:
         names = ["cli"] if nerf_session(metafunc.config).explicit_target() else list(SHIPPED)
@@ -79,8 +87,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect non-headline compressors on the targets other than `object`, and the off-headline points
-    of a parameter sweep on `object` (see HEADLINE). The compositions that test_compressors.py names
-    itself (ACCELERATED) run on `object` only, and with --nerf-compressors only those it names."""
+    of a parameter sweep on `object` (see HEADLINE). Of the names test_compressors.py gives itself, the
+    compositions (ACCELERATED) run on `object` only and the one-stage variants (VARIANTS) on every target;
+    with --nerf-compressors, only those it names."""
     session = nerf_session(config)
     patterns, explicit = session.options.compressors, session.explicit_target()
     headline_of = {base_of(name): name for name in HEADLINE}
@@ -92,7 +101,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if patterns:
                 extra = not any(fnmatch.fnmatchcase(choice, p) for p in patterns)
             else:
-                extra = not explicit and target not in (None, "object")
+                extra = not explicit and target not in (None, "object") and is_composition(choice)
         elif choice is None or explicit or patterns:
             extra = False
         elif target not in (None, "object"):

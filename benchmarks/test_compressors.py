@@ -15,6 +15,9 @@ import pytest
 # Speed is shown (the summary's paired speed-up), not asserted; docs/results.md says where each stands.
 ACCELERATED = ("samples+occupancy", "occupancy+int8-ptq-both", "samples+occupancy+int8-ptq-both",
                "samples+occupancy+coarse-grid", "samples+occupancy+coarse-grid+int8-ptq-both")
+# Registered compressors at a non-default parameter the registry does not sweep: int8 with int8-weight
+# heads (nerf_eval.compress.quantize.heads) beside plain int8-ptq-both, on every target (conftest.py).
+VARIANTS = ("int8-ptq-both:heads=int8",)
 
 
 def measure(benchmark, workbench, compressed, evaluator, gate) -> None:
@@ -30,6 +33,11 @@ def test_compressor(benchmark, nerf_workbench, nerf_compressed, nerf_evaluator, 
 
 @pytest.mark.parametrize("nerf_compressor", ACCELERATED, indirect=True)
 def test_accelerated(benchmark, nerf_workbench, nerf_compressed, nerf_evaluator, nerf_gate):
+    measure(benchmark, nerf_workbench, nerf_compressed, nerf_evaluator, nerf_gate)
+
+
+@pytest.mark.parametrize("nerf_compressor", VARIANTS, indirect=True)
+def test_variant(benchmark, nerf_workbench, nerf_compressed, nerf_evaluator, nerf_gate):
     measure(benchmark, nerf_workbench, nerf_compressed, nerf_evaluator, nerf_gate)
 
 
