@@ -10,10 +10,13 @@ is emulated), checks that both give the same result, and keeps eager torch unles
 10% faster. `NERF_LINEAR_KERNEL=eager|onednn` pins one.
 
 fp32, the baseline every speed-up is a ratio to, stays on torch's kernels: the same results bit for bit
-on every machine, for a median gain of the fused kernel of 6% on an AMX Xeon's fp32 renders (0.99-1.20x
-per round; bf16 1.38x, fp16 1.29x: `reports/linear-kernels/ab-amx.log`). The fused op has no autograd
+on every machine, for a median gain of the fused kernel of 10% on an AMX Xeon's fp32 renders (1.09-1.11x
+per round; bf16 1.47x, fp16 1.38x: `reports/linear-kernels/ab-amx.log`). The fused op has no autograd
 formula, so it runs only where no gradient is recorded (rendering and evaluation, not training), outside
 autocast, on the CPU, for plain `nn.Linear` layers.
+
+int8 heads (`int8-ptq-*:heads=int8`) run oneDNN's int8 Linear with an fp32 output where
+`int8_head_kernel` finds it here and exact on full-range sums; elsewhere they compute the same in fp32.
 """
 
 from __future__ import annotations
@@ -97,6 +100,40 @@ def linear_kernel_probe(dtype: torch.dtype) -> dict:
     return {"kernel": "onednn" if ratio > TIE else "eager",
             "reason": f"Linear+ReLU pass at the MLP's shapes, eager torch {ratio:.2f}x oneDNN's time, measured here",
             "seconds": seconds}
+
+
+def _qlinear_op():
+    return getattr(torch.ops.onednn, "qlinear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+
+
+@lru_cache(maxsize=None)
+def int8_head_kernel() -> str:
+    """"onednn" where oneDNN's fp32-output int8 Linear is here and sums full-range codes exactly (255 x 127
+    over 64 inputs: clipped where products are summed in int16, as on AVX2 without VNNI), else "fp32"
+    (the heads' int8 arithmetic done in fp32). A check of correctness, not of speed, so that which one
+    runs never depends on timing."""
+    op = _qlinear_op()
+    if op is None:
+        return "fp32"
+    width = 64
+    try:
+        with torch.inference_mode():
+            codes = torch.full((4, width), 255, dtype=torch.uint8)
+            packed = torch.ops.onednn.qlinear_prepack(torch.full((8, width), 127, dtype=torch.int8), None)
+            y = op(codes, 1.0 / 255, 0, packed, torch.full((8,), 1.0 / 127), torch.zeros(8, dtype=torch.long),
+                   None, 1.0, 0, torch.float32, "none", [], "")
+    except RuntimeError:
+        return "fp32"
+    return "onednn" if bool(torch.isfinite(y).all() and (y - width).abs().max() <= 1e-3 * width) else "fp32"
+
+
+def int8_head_linear(codes: torch.Tensor, scale: float, zero_point: int, packed: torch.Tensor,
+                     weight_scales: torch.Tensor, weight_zeros: torch.Tensor, bias: torch.Tensor | None
+                     ) -> torch.Tensor:
+    """oneDNN's int8 Linear: uint8 `codes` (with their scale and zero point) times prepacked int8 weights
+    (per-channel scales), plus an fp32 bias, to fp32; only where `int8_head_kernel()` is "onednn"."""
+    return _qlinear_op()(codes, scale, zero_point, packed, weight_scales, weight_zeros, bias, 1.0, 0,
+                         torch.float32, "none", [], "")
 
 
 def linear_kernels() -> dict[str, dict]:

@@ -15,7 +15,7 @@ import os
 import torch
 
 from nerf_eval.hardware import cpu_flags, cpu_name, int8_engine_probe, machine_summary
-from nerf_eval.kernels import linear_kernels
+from nerf_eval.kernels import int8_head_kernel, linear_kernels
 
 
 def machine_identity() -> dict:
@@ -25,11 +25,12 @@ def machine_identity() -> dict:
 
 
 def machine_record() -> dict:
-    """`machine_identity` with the int8 engine and the half-precision Linear kernels chosen here and why, and
-    the 1-minute load average (None where the OS has none)."""
+    """`machine_identity` with the int8 engine, the half-precision Linear kernels and the int8 heads'
+    kernel chosen here (and why), and the 1-minute load average (None where the OS has none)."""
     probe = int8_engine_probe()
     kernels = linear_kernels()
     return {**machine_identity(), "int8_engine": probe["engine"], "int8_engine_reason": probe["reason"],
             "linear_kernels": {d: k["kernel"] for d, k in kernels.items()},
             "linear_kernel_reasons": {d: k["reason"] for d, k in kernels.items()},
+            "int8_head_kernel": int8_head_kernel(),
             "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}

@@ -155,6 +155,7 @@ def roofline_markdown(r: Roofline) -> str:
              f"Machine: {m.get('summary', m['cpu'])}.", "",
              f"CPU flags: {', '.join(m['flags']) or 'unknown'}; int8 engine: {m['int8_engine']} ({m['int8_engine_reason']}); "
              + "".join(f"{d} Linear kernel: {k}; " for d, k in m.get("linear_kernels", {}).items())
+             + (f"int8 heads' kernel (`:heads=int8`): {m['int8_head_kernel']}; " if "int8_head_kernel" in m else "")
              + f"load average when it started: {m.get('load_average_1min')}.",
              "", "| precision | GEMM GFLOP/s (points x 256 @ 256 x 256) |", "|---|---|"]
     lines += [f"| {d} | {v:.1f} |" for d, v in r.roofs.items()]

@@ -127,3 +127,19 @@ def test_machine_record_names_the_kernels():
     m = machine_record()
     assert set(m["linear_kernels"]) == {"bf16", "fp16"} and set(m["linear_kernel_reasons"]) == {"bf16", "fp16"}
     assert m["int8_engine"] and m["summary"] and m["threads"] >= 1
+    assert m["int8_head_kernel"] in ("onednn", "fp32")
+
+
+def test_int8_head_kernel_is_a_correctness_check_that_falls_back_to_fp32(monkeypatch):
+    assert kernels.int8_head_kernel() in ("onednn", "fp32")
+    kernels.int8_head_kernel.cache_clear()
+    try:
+        monkeypatch.setattr(kernels, "_qlinear_op", lambda: None)
+        assert kernels.int8_head_kernel() == "fp32"
+        kernels.int8_head_kernel.cache_clear()
+        # an op that sums in int16 and clips (32767 * scales instead of 64): refused, whatever its speed
+        monkeypatch.setattr(kernels, "_qlinear_op",
+                            lambda: lambda *args: torch.full((4, 8), 32767 / 255 / 127, dtype=torch.float32))
+        assert kernels.int8_head_kernel() == "fp32"
+    finally:
+        kernels.int8_head_kernel.cache_clear()

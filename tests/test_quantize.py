@@ -146,7 +146,7 @@ def test_static_int8_builds_alike_where_torch_fx_has_no_stack_trace_switch(pair,
 
 
 def test_int8_heads_read_the_codes_and_match_their_fp32_arithmetic(pair, rays, int8_both, monkeypatch):
-    from nerf_eval.compress.quantize import heads as heads_module
+    from nerf_eval import kernels
     from nerf_eval.compress.quantize.heads import Int8WeightHead
 
     int8_heads = static_int8_pair(pair, rays, "both", FAST, heads="int8")
@@ -165,7 +165,7 @@ def test_int8_heads_read_the_codes_and_match_their_fp32_arithmetic(pair, rays, i
     x = torch.randn(200, 42, generator=torch.Generator().manual_seed(4))
     with torch.inference_mode():
         fast = int8_heads.fine(x)
-        monkeypatch.setattr(heads_module, "fp32_output_int8_linear_works", lambda: False)
+        monkeypatch.setattr(kernels, "int8_head_kernel", lambda: "fp32")
         for m in int8_heads.fine.modules():
             if isinstance(m, Int8WeightHead):
                 m.forget_codes()

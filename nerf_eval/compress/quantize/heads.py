@@ -8,7 +8,8 @@ writes fp32 outputs, so sigma and the rgb logits keep fp32 (an int8 *output* wou
 grid). On x86 torch this runs through oneDNN's int8 Linear with an fp32 output
 (`torch.ops.onednn.qlinear_pointwise`): on an AMX Xeon the int8 fine network ran 1.17x faster with both
 heads so (`reports/linear-kernels/int8-heads-graph-amx.log`). Where that op is missing, or clips
-full-range sums (int16 accumulation without VNNI), the same arithmetic runs in fp32: the input's
+full-range sums (int16 accumulation without VNNI; `nerf_eval.kernels.int8_head_kernel` checks once per
+process), the same arithmetic runs in fp32: the input's
 dequantized values times the dequantized int8 weights; results then differ by fp32 rounding only, so a
 model's quality does not depend on the machine. The head keeps nn.Linear's `weight` and `bias` (fp32,
 what is saved); the int8 codes are derived from them when first used and again after loading.
@@ -16,46 +17,20 @@ what is saved); the int8 codes are derived from them when first used and again a
 
 from __future__ import annotations
 
-import warnings
-from functools import lru_cache
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nerf_eval import kernels
 from nerf_eval.compress import qmath
 
 HEAD_PRECISIONS = ("fp32", "int8")
-
-
-def _op():
-    return getattr(torch.ops.onednn, "qlinear_pointwise", None) if torch.backends.mkldnn.is_available() else None
 
 
 def _codes_view(q: torch.Tensor) -> torch.Tensor:
     """The uint8 codes of a quint8 tensor as a plain tensor on the same memory (no copy)."""
     return torch.empty(0, dtype=torch.uint8, device=q.device).set_(q.untyped_storage(), q.storage_offset(),
                                                                     q.size(), q.stride())
-
-
-@lru_cache(maxsize=None)
-def fp32_output_int8_linear_works() -> bool:
-    """Whether oneDNN's fp32-output int8 Linear is here and sums full-range codes exactly (255 x 127 over
-    64 inputs: clipped where products are summed in int16, as on AVX2 without VNNI)."""
-    op = _op()
-    if op is None:
-        return False
-    width = 64
-    try:
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            codes = torch.full((4, width), 255, dtype=torch.uint8)
-            packed = torch.ops.onednn.qlinear_prepack(torch.full((8, width), 127, dtype=torch.int8), None)
-            y = op(codes, 1.0 / 255, 0, packed, torch.full((8,), 1.0 / 127), torch.zeros(8, dtype=torch.long),
-                   None, 1.0, 0, torch.float32, "none", [], "")
-    except RuntimeError:
-        return False
-    return bool(torch.isfinite(y).all() and (y - width).abs().max() <= 1e-3 * width)
 
 
 class Int8WeightHead(nn.Module):
@@ -84,7 +59,7 @@ class Int8WeightHead(nn.Module):
         if self._cache is None:
             codes, scales = qmath.quantize_per_channel(self.weight.detach(), 8)
             cache = {"codes": codes, "scales": scales.float(), "dequantized": qmath.dequantize(codes, scales)}
-            if fp32_output_int8_linear_works():
+            if kernels.int8_head_kernel() == "onednn":
                 cache["packed"] = torch.ops.onednn.qlinear_prepack(codes, None)
                 cache["zeros"] = torch.zeros(len(scales), dtype=torch.long)
             self._cache = cache
@@ -95,8 +70,8 @@ class Int8WeightHead(nn.Module):
         bias = None if self.bias is None else self.bias.detach()
         if "packed" in c and x.is_quantized and x.dtype == torch.quint8 and x.device.type == "cpu" \
                 and x.qscheme() == torch.per_tensor_affine:
-            return _op()(_codes_view(x).contiguous(), x.q_scale(), x.q_zero_point(), c["packed"], c["scales"],
-                         c["zeros"], bias, 1.0, 0, torch.float32, "none", [], "")
+            return kernels.int8_head_linear(_codes_view(x).contiguous(), x.q_scale(), x.q_zero_point(),
+                                            c["packed"], c["scales"], c["zeros"], bias)
         x = x.dequantize() if x.is_quantized else x
         return F.linear(x, c["dequantized"].to(x.device), None if bias is None else bias.to(x.device))
 
