@@ -3,8 +3,9 @@
 The search space is what the registry offers, composed from what compressors declare (their search role
 and the search values of their parameters: the pruning ratios, the `mixed` budgets, the accelerators): a
 pruning ratio per network (the OBS rule with least-squares repair, `prune-activation-obs:R:coarse=Rc`),
-then a precision per network (fp32, bf16 or static int8: `int8-ptq-fine+bf16:coarse`, ...) or per layer
-(`mixed:F`, the activation-aware search), then an accelerator (`...+occupancy`).
+then a precision per network (fp32, bf16 or static int8: `int8-ptq-fine+bf16:coarse`, ...; int8 with fp32 or,
+with `int8_heads="int8"`, int8-weight density/colour heads) or per layer (`mixed:F`, the activation-aware
+search), then an accelerator (`...+occupancy`).
 Every candidate therefore has a registry name that rebuilds it exactly.
 
 1. Quality is the PSNR on *calibration views* (the scene's val split, never the test views), against
@@ -44,6 +45,7 @@ from nerf_eval.compress.cast import DTYPES, cast_network
 from nerf_eval.compress.params import SEPARATOR
 from nerf_eval.compress.prune import prune_params
 from nerf_eval.compress.quantize import static_int8_pair
+from nerf_eval.compress.quantize.heads import HEAD_PRECISIONS
 from nerf_eval.errors import NerfEvalError
 from nerf_eval.evaluate import evaluate
 from nerf_eval.measure.batches import latency_batch
@@ -71,6 +73,7 @@ class SearchOptions:
     ratios: tuple[float, ...] | None = None  # None: the pruning rule's declared search axis (0, 0.15, 0.3, 0.5)
     prune_rule: str = "prune-activation-obs"
     precisions: tuple[str, ...] = PRECISIONS
+    int8_heads: str = "fp32"  # the heads of the per-network int8 candidates (`int8-ptq-*:heads=`)
     mixed_budgets: tuple[float, ...] | None = None  # None: the `mixed` budget's declared search axis (40)
     stage2_points: int = 4
     accelerators: tuple[str, ...] | None = None  # None: the accelerator-role compressors at their search points
@@ -106,6 +109,9 @@ class SearchOptions:
         if self.accelerators is None:
             object.__setattr__(self, "accelerators", tuple(name for base in REGISTRY.search("accelerator")
                                                            for name in REGISTRY.search_points(base)))
+        if self.int8_heads not in HEAD_PRECISIONS:
+            raise NerfEvalError(f"autocompress: unknown int8 heads {self.int8_heads!r}; choose from "
+                                f"{', '.join(HEAD_PRECISIONS)}")
         unknown = set(self.precisions) - set(PRECISIONS)
         if unknown:
             raise NerfEvalError(f"autocompress: unknown precisions {sorted(unknown)}; choose from {PRECISIONS}")
@@ -215,23 +221,26 @@ def prune_name(rule: str, ratios: dict[str, float]) -> str | None:
     return str(_prune_spec(rule).replace(ratio=rf, coarse=None if rc == rf else rc))
 
 
-def precision_name(precision: dict[str, str]) -> list[str]:
-    """Registry stages of a per-network precision: int8 first (it needs float inputs), then the casts."""
+def precision_name(precision: dict[str, str], int8_heads: str = "fp32") -> list[str]:
+    """Registry stages of a per-network precision: int8 first (it needs float inputs, its heads as
+    `int8_heads` says), then the casts."""
     stages = []
     for kind in ("int8", "bf16"):
         nets = [n for n in NETWORKS if precision.get(n) == kind]
         if nets:
             which = "both" if len(nets) == 2 else nets[0]
             if kind == "int8":
-                stages.append(str(REGISTRY.spec(f"int8-ptq-{which}")))
+                heads = None if int8_heads == "fp32" else int8_heads
+                stages.append(str(REGISTRY.spec(f"int8-ptq-{which}", heads=heads)))
             else:
                 stages.append(str(REGISTRY.spec("bf16", network=None if which == "both" else which)))
     return stages
 
 
-def candidate_name(rule: str, ratios: dict[str, float], precision: dict[str, str] | str) -> str:
+def candidate_name(rule: str, ratios: dict[str, float], precision: dict[str, str] | str,
+                   int8_heads: str = "fp32") -> str:
     parts = [p for p in [prune_name(rule, ratios)] if p]
-    parts += [precision] if isinstance(precision, str) else precision_name(precision)
+    parts += [precision] if isinstance(precision, str) else precision_name(precision, int8_heads)
     return SEPARATOR.join(parts) or "fp32"
 
 
@@ -423,20 +432,22 @@ def _accelerate_stage(s: _Search) -> None:
 
 def _precision_stage(s: _Search, base: Candidate, base_pair: ModelPair) -> None:
     """Every per-network precision on top of one (pruned or fp32) pair, while time lasts."""
-    for precision, build in _precision_variants(base_pair, s.calibration, s.options.precisions):
+    for precision, build in _precision_variants(base_pair, s.calibration, s.options.precisions,
+                                                s.options.int8_heads):
         if all(p == "fp32" for p in precision.values()) or s.out_of_time():
             continue
-        name = candidate_name(s.options.prune_rule, base.ratios, precision)
+        name = candidate_name(s.options.prune_rule, base.ratios, precision, s.options.int8_heads)
         s.add(Candidate(name, "precision", dict(base.ratios), precision), build)
 
 
-def _precision_variants(base: ModelPair, calibration: Rays, precisions: tuple[str, ...]):
-    """(per-network precision, builder) for every combination; int8 networks are quantized once."""
+def _precision_variants(base: ModelPair, calibration: Rays, precisions: tuple[str, ...], int8_heads: str = "fp32"):
+    """(per-network precision, builder) for every combination; int8 networks (with `int8_heads` heads) are
+    quantized once."""
     cache: dict[str, ModelPair] = {}
 
     def int8() -> ModelPair:
         if "int8" not in cache:
-            cache["int8"] = static_int8_pair(base, calibration, "both")
+            cache["int8"] = static_int8_pair(base, calibration, "both", heads=int8_heads)
         return cache["int8"]
 
     def network(name: str, precision: str):

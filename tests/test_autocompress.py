@@ -36,20 +36,22 @@ def setup(tmp_path_factory):
     return root, scene, pair, save_checkpoint(root / "tiny.pt", pair)
 
 
-@pytest.mark.parametrize("ratios,precision", [
-    ({"coarse": 0.0, "fine": 0.0}, {"coarse": "int8", "fine": "bf16"}),
-    ({"coarse": 0.5, "fine": 0.0}, {"coarse": "fp32", "fine": "int8"}),
-    ({"coarse": 0.5, "fine": 0.5}, {"coarse": "int8", "fine": "int8"}),
-    ({"coarse": 0.0, "fine": 0.5}, {"coarse": "bf16", "fine": "fp32"})])
-def test_candidate_name_rebuilds_the_assembled_pair(setup, ratios, precision):
+@pytest.mark.parametrize("ratios,precision,heads", [
+    ({"coarse": 0.0, "fine": 0.0}, {"coarse": "int8", "fine": "bf16"}, "fp32"),
+    ({"coarse": 0.5, "fine": 0.0}, {"coarse": "fp32", "fine": "int8"}, "fp32"),
+    ({"coarse": 0.5, "fine": 0.5}, {"coarse": "int8", "fine": "int8"}, "fp32"),
+    ({"coarse": 0.0, "fine": 0.5}, {"coarse": "bf16", "fine": "fp32"}, "fp32"),
+    ({"coarse": 0.5, "fine": 0.0}, {"coarse": "int8", "fine": "bf16"}, "int8")])
+def test_candidate_name_rebuilds_the_assembled_pair(setup, ratios, precision, heads):
     _, scene, pair, _ = setup
     cal = scene.sample_rays(256, "train", 0)
-    name = candidate_name("prune-activation-obs", ratios, precision)
+    name = candidate_name("prune-activation-obs", ratios, precision, heads)
     by_name = get_compressor(name).compress(pair, cal)
     pruned = pair
     if any(ratios.values()):
         pruned = get_compressor(candidate_name("prune-activation-obs", ratios, {})).compress(pair, cal)
-    assembled = dict((tuple(p.items()), b) for p, b in _precision_variants(pruned, cal, ("fp32", "bf16", "int8")))
+    assembled = dict((tuple(p.items()), b) for p, b in _precision_variants(pruned, cal, ("fp32", "bf16", "int8"),
+                                                                           heads))
     built = assembled[tuple(precision.items())]()
     x = torch.randn(100, pair.coarse.input_ch + pair.coarse.input_ch_views, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
@@ -63,6 +65,10 @@ def test_names():
     assert candidate_name("r", {"coarse": 0.5, "fine": 0.15}, {"coarse": "bf16", "fine": "int8"}) == \
         "r:0.15:coarse=0.5+int8-ptq-fine+bf16:coarse"
     assert candidate_name("r", {"coarse": 0.0, "fine": 0.0}, "mixed:40") == "mixed:40"
+    assert candidate_name("r", {"coarse": 0.3, "fine": 0.3}, {"coarse": "int8", "fine": "bf16"}, "int8") == \
+        "r:0.3+int8-ptq-coarse:heads=int8+bf16:fine"
+    with pytest.raises(NerfEvalError, match="unknown int8 heads 'int4'"):
+        SearchOptions(int8_heads="int4")
 
 
 def _cand(name, psnr, lat, size, feasible=True):
