@@ -6,7 +6,7 @@ memory as long as the head's own work. With `heads="int8"` a head's weights are 
 per-channel int8 grid (`qmath`, [-127, 127]) and the head reads the codes of its input directly and
 writes fp32 outputs, so sigma and the rgb logits keep fp32 (an int8 *output* would put them on one
 grid). On x86 torch this runs through oneDNN's int8 Linear with an fp32 output
-(`torch.ops.onednn.qlinear_pointwise`): on an AMX Xeon the int8 fine network ran 1.17x faster with both
+(`torch.ops.onednn.qlinear_pointwise`): on an AMX Xeon the int8 fine network ran 1.14x faster with both
 heads so (`reports/linear-kernels/int8-heads-graph-amx.log`). Where that op is missing, or clips
 full-range sums (int16 accumulation without VNNI; `nerf_eval.kernels.int8_head_kernel` checks once per
 process), the same arithmetic runs in fp32: the input's
