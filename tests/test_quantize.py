@@ -137,7 +137,7 @@ def test_int8_networks_take_more_points_per_call_also_after_copying(int8_both):
 
 
 def test_static_int8_builds_alike_where_torch_fx_has_no_stack_trace_switch(pair, rays, int8_both, monkeypatch):
-    # torch 2.11 has no such switch (pyproject allows torch >= 2.4); a name torch lacks stands for it
+    # torch 2.11 has no such switch (pyproject allows torch >= 2.11); a name torch lacks stands for it
     from nerf_eval.compress.quantize import int8
 
     monkeypatch.setattr(int8, "FX_STACK_TRACE_SWITCH", "no_such_switch_in_this_torch")
