@@ -112,19 +112,23 @@ def int8_head_kernel() -> str:
     over 64 inputs: clipped where products are summed in int16, as on AVX2 without VNNI), else "fp32"
     (the heads' int8 arithmetic done in fp32). A check of correctness, not of speed, so that which one
     runs never depends on timing."""
-    op = _qlinear_op()
-    if op is None:
+    if _qlinear_op() is None:
         return "fp32"
     width = 64
     try:
         with torch.inference_mode():
             codes = torch.full((4, width), 255, dtype=torch.uint8)
-            packed = torch.ops.onednn.qlinear_prepack(torch.full((8, width), 127, dtype=torch.int8), None)
-            y = op(codes, 1.0 / 255, 0, packed, torch.full((8,), 1.0 / 127), torch.zeros(8, dtype=torch.long),
-                   None, 1.0, 0, torch.float32, "none", [], "")
+            packed = int8_head_pack(torch.full((8, width), 127, dtype=torch.int8))
+            y = int8_head_linear(codes, 1.0 / 255, 0, packed, torch.full((8,), 1.0 / 127),
+                                 torch.zeros(8, dtype=torch.long), None)
     except RuntimeError:
         return "fp32"
     return "onednn" if bool(torch.isfinite(y).all() and (y - width).abs().max() <= 1e-3 * width) else "fp32"
+
+
+def int8_head_pack(weight_codes: torch.Tensor) -> torch.Tensor:
+    """int8 weight codes (out, in) prepacked for `int8_head_linear`."""
+    return torch.ops.onednn.qlinear_prepack(weight_codes, None)
 
 
 def int8_head_linear(codes: torch.Tensor, scale: float, zero_point: int, packed: torch.Tensor,

@@ -58,9 +58,9 @@ class Int8WeightHead(nn.Module):
     def _codes(self) -> dict:
         if self._cache is None:
             codes, scales = qmath.quantize_per_channel(self.weight.detach(), 8)
-            cache = {"codes": codes, "scales": scales.float(), "dequantized": qmath.dequantize(codes, scales)}
+            cache = {"scales": scales.float(), "dequantized": qmath.dequantize(codes, scales)}
             if kernels.int8_head_kernel() == "onednn":
-                cache["packed"] = torch.ops.onednn.qlinear_prepack(codes, None)
+                cache["packed"] = kernels.int8_head_pack(codes)
                 cache["zeros"] = torch.zeros(len(scales), dtype=torch.long)
             self._cache = cache
         return self._cache
