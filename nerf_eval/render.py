@@ -284,14 +284,15 @@ MARCH_SAMPLES = 16  # occupied fine samples per ray queried per step of early-st
 class SampleFilter(Protocol):
     """What `render_rays` needs from an accelerator in `pair.meta[OCCUPANCY_KEY]`.
 
-    `occupied(points (..., 3)) -> (...) bool`: False only where the model's density is known to be
-    negligible (those samples are not sent to the networks and count as empty). `stop_transmittance`:
+    `occupied(points (..., 3), network) -> (...) bool`: False only where the density of `network`
+    ("coarse" or "fine", the pass asking) is known to be negligible (those samples are not sent to it and
+    count as empty). `stop_transmittance`:
     the fine pass marches each ray front to back and skips the rest of it once its transmittance is
     below this (what it skips could change the pixel by about that much); 0 disables early stopping."""
 
     stop_transmittance: float
 
-    def occupied(self, points: torch.Tensor) -> torch.Tensor: ...
+    def occupied(self, points: torch.Tensor, network: str) -> torch.Tensor: ...
 
 
 def sample_filter(pair: ModelPair) -> SampleFilter | None:
@@ -341,15 +342,18 @@ def _query_kept(net: nn.Module, config: NeRFConfig, flat_pts: torch.Tensor, view
 def query_occupied(net: nn.Module, config: NeRFConfig, pts: torch.Tensor, viewdirs: torch.Tensor,
                    keep: torch.Tensor, autocast_dtype: torch.dtype | None = None,
                    clock: StageClock | None = None, dists: torch.Tensor | None = None,
-                   stop_transmittance: float = 0.0, net_chunk: int | None = None) -> torch.Tensor:
+                   stop_transmittance: float = 0.0, net_chunk: int | None = None,
+                   first_step: torch.Tensor | None = None) -> torch.Tensor:
     """`query_network` for the points (R, S, 3) where `keep` (R, S) is True; the others get raw zeros
     (zero density: they add nothing to the composite). Returns fp32 raw (R, S, 4).
 
     Kept points are gathered (encoding stage), run through `net` (network stage) and scattered back
     (compositing stage), so a network's cost follows the kept points. With `stop_transmittance` > 0
-    and the samples' `dists` (R, S) (as `volume_render` weighs them), rays are marched front to back,
-    `MARCH_SAMPLES` kept samples per ray and step, and a ray's remaining samples are skipped once its
-    transmittance falls below `stop_transmittance`."""
+    and the samples' `dists` (R, S) (as `volume_render` weighs them), rays are marched front to back and
+    a ray's remaining samples are skipped once its transmittance falls below `stop_transmittance`: the
+    first step queries `first_step` (R,) kept samples of each ray (none if not given), every later step
+    `MARCH_SAMPLES`. Every step is a network call, so a first step that reaches about where each ray
+    stops saves calls without querying samples past the stop."""
     n_rays, n_samples = pts.shape[:2]
     flat_pts = pts.reshape(-1, 3)
     with _stage(clock, "encoding"):
@@ -364,24 +368,41 @@ def query_occupied(net: nn.Module, config: NeRFConfig, pts: torch.Tensor, viewdi
                 raw = raw.index_copy(0, idx, out)
         return raw.reshape(n_rays, n_samples, 4)
     with _stage(clock, "sampling"):
-        rank = torch.cumsum(keep, -1) - 1  # order of each kept sample along its ray
-        steps = -(-int(keep.sum(-1).max()) // MARCH_SAMPLES) if n_rays else 0
+        kept = keep.sum(-1)
+        first = torch.zeros_like(kept) if first_step is None else torch.minimum(first_step.to(kept), kept)
+        rank = torch.cumsum(keep, -1) - 1 - first[:, None]  # order of each kept sample after the first step
+        steps = 1 + (-(-int((kept - first).max()) // MARCH_SAMPLES) if n_rays else 0)
         log_t = torch.zeros(n_rays, dtype=torch.float32, device=pts.device)
         flat_dists = dists.reshape(-1)
         log_stop = float(torch.log(torch.tensor(stop_transmittance)))
     for step in range(steps):
         with _stage(clock, "sampling"):
-            lo = step * MARCH_SAMPLES
-            sel = keep & (rank >= lo) & (rank < lo + MARCH_SAMPLES) & (log_t > log_stop)[:, None]
+            lo = (step - 1) * MARCH_SAMPLES if step else -n_samples
+            hi = step * MARCH_SAMPLES
+            sel = keep & (rank >= lo) & (rank < hi) & (log_t > log_stop)[:, None]
             idx = sel.reshape(-1).nonzero().squeeze(1)
         if not idx.numel():
-            break  # every ray has stopped or run out of kept samples
+            if step:
+                break  # every ray has stopped or run out of kept samples
+            continue
         out = _query_kept(net, config, flat_pts, views, idx, n_samples, autocast_dtype, clock, net_chunk)
         with _stage(clock, "compositing"):
             raw = raw.index_copy(0, idx, out)
             tau = torch.relu(out[:, 3].detach()) * flat_dists[idx]
             log_t = log_t.index_add(0, torch.div(idx, n_samples, rounding_mode="floor"), -tau)
     return raw.reshape(n_rays, n_samples, 4)
+
+
+def predicted_stop(coarse_weights: torch.Tensor, z_coarse: torch.Tensor, z_all: torch.Tensor, keep: torch.Tensor,
+                   stop_transmittance: float) -> torch.Tensor:
+    """(R,) the kept fine-pass samples (`keep` over depths `z_all` (R, S)) of each ray up to where the coarse
+    pass's transmittance (from its `coarse_weights` at depths `z_coarse` (R, N)) first falls below
+    `stop_transmittance`, all of them where it never does: the first marching step of `query_occupied`."""
+    t_after = 1.0 - torch.cumsum(coarse_weights, -1)  # transmittance behind each coarse sample
+    stopped = t_after < stop_transmittance
+    z_stop = torch.where(stopped.any(-1), z_coarse.gather(-1, stopped.float().argmax(-1, keepdim=True))[:, 0],
+                         torch.full_like(z_coarse[:, 0], float("inf")))
+    return (keep & (z_all <= z_stop[:, None])).sum(-1)
 
 
 def _proposed_coarse(pair: ModelPair, proposal: DensityProposal, pts: torch.Tensor, viewdirs: torch.Tensor,
@@ -427,7 +448,7 @@ def render_rays(pair: ModelPair, rays: Rays, settings: RenderSettings = RenderSe
     with _stage(clock, "sampling"):
         z = stratified_samples(rays.near, rays.far, settings.n_coarse, perturb, settings.lindisp, generator)
         pts = o[:, None, :] + d[:, None, :] * z[..., None]
-        keep = None if grid is None else grid.occupied(pts)
+        keep = None if grid is None else grid.occupied(pts, "coarse")
     proposal = coarse_proposal(pair)
     if proposal is not None:
         raw = _proposed_coarse(pair, proposal, pts, rays.viewdirs, keep, autocast_dtype, clock, settings.net_chunk)
@@ -449,14 +470,15 @@ def render_rays(pair: ModelPair, rays: Rays, settings: RenderSettings = RenderSe
                             deterministic=not perturb, generator=generator)
         z_all = torch.sort(torch.cat([z, z_fine.detach()], -1), -1).values
         pts = o[:, None, :] + d[:, None, :] * z_all[..., None]
-        keep = None if grid is None else grid.occupied(pts)
+        keep = None if grid is None else grid.occupied(pts, "fine")
     if keep is None:
         raw = query_network(pair.fine, pair.config, pts, rays.viewdirs, autocast_dtype, clock, settings.net_chunk)
     else:
         with _stage(clock, "sampling"):
             dists = sample_distances(z_all, d)
+            first = predicted_stop(coarse["weights"], z, z_all, keep, grid.stop_transmittance)
         raw = query_occupied(pair.fine, pair.config, pts, rays.viewdirs, keep, autocast_dtype, clock, dists,
-                             grid.stop_transmittance, settings.net_chunk)
+                             grid.stop_transmittance, settings.net_chunk, first)
     with _stage(clock, "compositing"):
         fine = volume_render(raw, z_all, d, settings.white_bkgd, raw_noise_std, generator)
     fine["z_vals"] = z_all

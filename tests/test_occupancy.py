@@ -16,7 +16,8 @@ from nerf_eval.compress.quantize import STATIC_INT8_META
 from nerf_eval.compress.saved import load_compressed, save_compressed
 from nerf_eval.errors import CheckpointError, CompressorError
 from nerf_eval.model import ModelPair, NeRFConfig
-from nerf_eval.render import OCCUPANCY_KEY, Rays, RenderSettings, render_chunked, render_rays
+from nerf_eval.render import (OCCUPANCY_KEY, Rays, RenderSettings, predicted_stop, query_occupied, render_chunked,
+                              render_rays, sample_distances, volume_render)
 from pytest_nerfcompress.testing import tiny_pair
 
 TINY = NeRFConfig(depth=3, width=32, skips=(1,), multires=4, multires_views=2, view_width=16)
@@ -25,22 +26,24 @@ RADIUS, SIGMA = 0.5, 50.0
 
 
 class SphereField(nn.Module):
-    """Density SIGMA inside a ball of RADIUS at the origin, nothing outside; colour varies with position.
-    Reads the point from the encoding's first 3 entries and counts the points it is asked about."""
+    """Density SIGMA inside a ball of `radius` at the origin, nothing outside; colour varies with position.
+    Reads the point from the encoding's first 3 entries and counts the points and calls it is asked about."""
 
-    def __init__(self) -> None:
+    def __init__(self, radius: float = RADIUS) -> None:
         super().__init__()
-        self.points = 0
+        self.radius = radius
+        self.points = self.calls = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.points += x.shape[0]
+        self.calls += 1
         p = x[:, :3]
-        sigma = torch.where(p.norm(dim=-1) < RADIUS, SIGMA, 0.0)
+        sigma = torch.where(p.norm(dim=-1) < self.radius, SIGMA, 0.0)
         return torch.cat([3.0 * p, sigma[:, None]], -1)
 
 
-def sphere_pair() -> ModelPair:
-    return ModelPair(SphereField(), SphereField(), TINY)
+def sphere_pair(fine_radius: float = RADIUS) -> ModelPair:
+    return ModelPair(SphereField(), SphereField(fine_radius), TINY)
 
 
 def rays_down_z(n: int, seed: int | None = None) -> Rays:
@@ -66,13 +69,33 @@ def test_grid_is_conservative_around_the_density_and_tight_away_from_it():
     pts = lower + (upper - lower) * torch.rand(200_000, 3, generator=g)
     step = grid.info["step"]
     dense = 1.0 - torch.exp(-torch.where(pts.norm(dim=-1) < RADIUS, SIGMA, 0.0) * step) > 0.01
-    occupied = grid.occupied(pts)
-    assert dense.any() and occupied[dense].all()  # every point whose alpha exceeds the threshold is kept
     cell = float(((upper - lower) / 16).max())
     far = pts.norm(dim=-1) > RADIUS + 3 * cell  # beyond the one-cell margin (and the cell it rounds to)
-    assert not occupied[far].any()
     ball = 4 / 3 * math.pi * RADIUS ** 3 / float((upper - lower).prod())  # the share of the box that is dense
-    assert ball < grid.info["occupied_before_dilation"] < 1.5 * ball and grid.occupied_fraction < 4 * ball
+    for network in ("coarse", "fine"):
+        occupied = grid.occupied(pts, network)
+        assert dense.any() and occupied[dense].all()  # every point whose alpha exceeds the threshold is kept
+        assert not occupied[far].any()
+        assert ball < grid.info[f"{network}_occupied_before_dilation"] < 1.5 * ball
+    assert grid.occupied_fraction < 4 * ball
+
+
+def test_each_pass_skips_by_its_own_networks_density():
+    cal = rays_down_z(24, seed=0)
+    rays = rays_down_z(32)
+    small = 0.25  # the fine network's ball: the coarse network's density reaches twice as far
+    grid = bake_occupancy(sphere_pair(small), cal, resolution=16, rays=64, settings=SETTINGS)
+    assert grid.info["fine_occupied"] < 0.5 * grid.info["coarse_occupied"]
+    pts = torch.tensor([[0.4, 0.0, 0.0], [0.0, 0.0, 0.0]])  # in the coarse ball only; in both
+    assert grid.occupied(pts, "coarse").tolist() == [True, True] and grid.occupied(pts, "fine").tolist() == [False, True]
+    both = OccupancyGrid(grid.lower, grid.upper, grid.cells | grid.fine_cells, grid.stop_transmittance)
+    plain, own, one = sphere_pair(small), sphere_pair(small), sphere_pair(small)
+    ref = render_chunked(plain, rays, SETTINGS)
+    out = render_chunked(ModelPair(own.coarse, own.fine, TINY, {OCCUPANCY_KEY: grid}), rays, SETTINGS)
+    render_chunked(ModelPair(one.coarse, one.fine, TINY, {OCCUPANCY_KEY: both}), rays, SETTINGS)
+    assert own.coarse.points == one.coarse.points and own.fine.points < 0.8 * one.fine.points
+    torch.testing.assert_close(out["rgb"], ref["rgb"], atol=2 * grid.stop_transmittance, rtol=0)
+    torch.testing.assert_close(out["acc"], ref["acc"], atol=2 * grid.stop_transmittance, rtol=0)
 
 
 def test_points_outside_the_box_or_not_finite_count_as_occupied():
@@ -81,18 +104,30 @@ def test_points_outside_the_box_or_not_finite_count_as_occupied():
     grid = OccupancyGrid(torch.zeros(3), torch.ones(3), cells)
     pts = torch.tensor([[0.3, 0.6, 0.9], [0.1, 0.1, 0.1], [1.5, 0.5, 0.5], [-0.1, 0.5, 0.5],
                         [float("nan"), 0.5, 0.5], [0.5, float("inf"), 0.5], [1.0, 0.5, 0.5]])
-    assert grid.occupied(pts).tolist() == [True, False, True, True, True, True, True]
-    assert grid.occupied(pts.reshape(7, 1, 3)).shape == (7, 1)
+    for network in ("coarse", "fine"):  # without fine cells, one grid serves both passes
+        assert grid.occupied(pts, network).tolist() == [True, False, True, True, True, True, True]
+    assert grid.occupied(pts.reshape(7, 1, 3), "fine").shape == (7, 1)
+    with pytest.raises(ValueError, match="per network"):
+        grid.occupied(pts, "both")
 
 
 def test_state_round_trip_keeps_every_cell():
-    cells = torch.rand(5, 7, 3, generator=torch.Generator().manual_seed(0)) < 0.3  # 105 cells: not a multiple of 8
-    grid = OccupancyGrid(torch.tensor([-1.0, -2.0, 0.0]), torch.tensor([1.0, 2.0, 0.5]), cells, 1e-3, {"a": 1})
+    g = torch.Generator().manual_seed(0)
+    cells = torch.rand(5, 7, 3, generator=g) < 0.3  # 105 cells: not a multiple of 8
+    fine = torch.rand(5, 7, 3, generator=g) < 0.3
+    grid = OccupancyGrid(torch.tensor([-1.0, -2.0, 0.0]), torch.tensor([1.0, 2.0, 0.5]), cells, 1e-3, {"a": 1}, fine)
     back = OccupancyGrid.from_state(grid.to_state())
-    assert torch.equal(back.cells, cells) and torch.equal(back.lower, grid.lower)
+    assert torch.equal(back.cells, cells) and torch.equal(back.fine_cells, fine) and torch.equal(back.lower, grid.lower)
     assert torch.equal(back.upper, grid.upper) and back.stop_transmittance == 1e-3 and back.info == {"a": 1}
     with pytest.raises(ValueError):
         OccupancyGrid.from_state({**grid.to_state(), "resolution": [5, 7, 4]})
+    with pytest.raises(ValueError, match="do not match"):
+        OccupancyGrid.from_state({**grid.to_state(), "packed_fine_cells": torch.zeros(3, dtype=torch.uint8)})
+    # a file of the one-grid format (both networks' density in one grid, for both passes) loads as it rendered
+    one = {**OccupancyGrid(grid.lower, grid.upper, cells | fine, 1e-4).to_state(), "format": "occupancy-grid-v1"}
+    old = OccupancyGrid.from_state(one)
+    assert old.fine_cells is None and old.stop_transmittance == 1e-4
+    assert torch.equal(old.network_cells("fine"), cells | fine) and torch.equal(old.network_cells("coarse"), cells | fine)
 
 
 @pytest.mark.parametrize("stop", [0.0, 1e-4])
@@ -133,6 +168,43 @@ def test_empty_space_is_skipped_with_the_same_image():
     no_stop = render_chunked(fast, rays, SETTINGS)
     assert counted(fast)[0] == cost[0] and counted(fast)[1] > cost[1]
     torch.testing.assert_close(no_stop["rgb"], ref["rgb"], atol=1e-6, rtol=0)
+
+
+def test_marching_stops_rays_and_its_first_step_saves_network_calls():
+    net = SphereField()
+    rays = rays_down_z(8)  # the rays through the ball pass 1.0 of density SIGMA: opaque after two samples
+    z = torch.linspace(2.0, 6.0, 48).expand(len(rays), 48)
+    pts = rays.origins[:, None] + rays.directions[:, None] * z[..., None]
+    keep = torch.ones(pts.shape[:2], dtype=torch.bool)
+    dists = sample_distances(z, rays.directions)
+    args = (net, TINY, pts, rays.viewdirs, keep)
+
+    def run(**kw) -> tuple[torch.Tensor, int, int]:
+        net.calls = net.points = 0
+        raw = query_occupied(*args, **kw)
+        return volume_render(raw, z, rays.directions)["rgb"], net.calls, net.points
+
+    plain, calls, points = run()
+    assert calls == 1 and points == keep.numel()
+    marched, marching_calls, marched_points = run(dists=dists, stop_transmittance=1e-3)
+    assert marching_calls == 3 and marched_points < points  # 16 samples a step; stopped rays skip the rest
+    torch.testing.assert_close(marched, plain, atol=2e-3, rtol=0)
+    first = torch.full((len(rays),), 32)  # the rays through the ball stop inside it, the others march on
+    stepped, first_calls, stepped_points = run(dists=dists, stop_transmittance=1e-3, first_step=first)
+    assert first_calls == 2 and stepped_points < points and torch.equal(stepped, marched)
+    everything, one_call, _ = run(dists=dists, stop_transmittance=1e-3, first_step=keep.sum(-1))
+    assert one_call == 1 and torch.equal(everything, plain)  # a first step holding every sample
+
+
+def test_the_first_step_reaches_where_the_coarse_transmittance_stops():
+    z_coarse = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]])
+    weights = torch.tensor([[0.2, 0.7999, 0.0001, 0.0], [0.1, 0.1, 0.1, 0.1], [0.2, 0.7999, 0.0001, 0.0]])
+    z_all = torch.tensor([0.5, 1.0, 1.5, 2.0, 2.5, 3.0]).expand(3, 6)
+    keep = torch.ones(3, 6, dtype=torch.bool)
+    keep[2, 1] = False
+    # transmittance 1e-4 behind the second coarse sample (z = 2); the second ray never gets there
+    assert predicted_stop(weights, z_coarse, z_all, keep, 1e-3).tolist() == [4, 6, 3]
+    assert predicted_stop(weights, z_coarse, z_all, keep, 1e-5).tolist() == [6, 6, 5]
 
 
 def test_save_and_load_keep_the_grid_and_the_renders(tmp_path):

@@ -9,16 +9,20 @@ skips can change the pixel by about that much).
 
 Baking (`bake_occupancy`): the grid spans the axis-aligned box of the calibration rays between near
 and far (in NDC for forward-facing scenes, about [-1, 1]^3); points outside it count as occupied, so a
-camera off the calibration box loses nothing, it only skips less. The density is that of *both*
-networks, evaluated at `jitter` random points in every cell and at every sample the calibration rays
-render at (the coarse network at the coarse samples, the fine one at all, so surfaces seen by the
+camera off the calibration box loses nothing, it only skips less. Each network gets its own cells, from
+its own density, evaluated at `jitter` random points in every cell and at every sample the calibration
+rays render at (the coarse network at the coarse samples, the fine one at all, so surfaces seen by the
 training cameras are hit where they are); a cell is occupied where any sample's alpha over a typical
-step (the mean spacing of the fine pass's samples on the calibration rays) exceeds `threshold`, and
-the grid is then dilated by one cell as a safety margin for thin features between jittered points.
-The coarse network counts as well as the fine one because the coarse pass places the fine samples:
-skipping coarse density that the fine network lacks moved fine samples and changed a pixel by 0.037
-on a validation view of `object` (one jittered point per cell also missed a small dense feature
-there; four do not).
+step (the mean spacing of the fine pass's samples on the calibration rays) exceeds `threshold`, and each
+grid is then dilated by one cell as a safety margin for thin features between jittered points. Each
+pass skips by its own network's cells: a sample a pass skips has that network's alpha below the
+threshold, which is what its composite sees (the coarse composite places the fine samples, so the coarse
+pass must keep the coarse network's faint density, and does). One grid of both networks' density for
+both passes kept, in the fine pass, the cells where only the coarse network has density (the two
+networks are trained apart and disagree about haze): on the val views of forward, object and flower the
+fine network's own cells leave 7%, 15% and 4% fewer fine samples for the same image (to 0.002 dB,
+`reports/occupancy-own-grids/`). (One jittered point per cell missed a small dense feature on object's
+val views; four do not.)
 The grid is stored bit-packed with the saved model (`to_state`/`from_state`: plain tensors and
 values, loadable with `torch.load(..., weights_only=True)`).
 
@@ -53,11 +57,17 @@ DEFAULT_RESOLUTION = 64
 # on flower's val views (val=train) 0.01 lost 0.46 dB (its faint haze, summed over many samples, is
 # visible) and 0.001 loses 0.04 dB. 0.001 bounds the opacity dropped along a 192-sample ray at about 0.2.
 DEFAULT_THRESHOLD = 0.001
-DEFAULT_STOP = 1e-4  # coarse transmittance beyond which fine samples are skipped
+# Transmittance below which the fine pass stops a ray: what it skips can change a pixel by about that much,
+# a quarter of an 8-bit colour step (1/255). On the val views of forward, object and flower, 1e-3 against
+# 1e-4 changed no PSNR by more than 0.002 dB and queried 4-10% fewer fine samples
+# (reports/occupancy-own-grids/); flower's val views (val=train) gave the same picture earlier
+# (reports/occupancy-threshold/flower-val-stop-resolution.md).
+DEFAULT_STOP = 1e-3
 DEFAULT_RAYS = 1024  # calibration rays whose own samples are baked in (beside the jittered cell points)
 DEFAULT_JITTER = 4  # random points per cell (one missed a small dense feature on object's val views)
 OCCUPANCY_GATES = {"psnr_drop": 0.1, "worst_psnr_drop": 0.2, "ssim_drop": 0.002}
-STATE_FORMAT = "occupancy-grid-v1"
+STATE_FORMAT = "occupancy-grid-v2"
+_ONE_GRID_FORMAT = "occupancy-grid-v1"  # one grid (both networks' density) for both passes
 _POINTS_PER_BATCH = 65536
 
 
@@ -75,8 +85,10 @@ def checked_box(lower: Any, upper: Any, what: str) -> tuple[torch.Tensor, torch.
 
 @dataclass(eq=False)
 class OccupancyGrid:
-    """A boolean grid over the box [lower, upper] (3,): `cells[i, j, k]` says whether cell (i, j, k)
-    may hold density. `occupied` is conservative: False only inside the box in an empty cell.
+    """Boolean grids over the box [lower, upper] (3,): `cells[i, j, k]` says whether cell (i, j, k) may
+    hold density of the coarse network, `fine_cells` (same shape) of the fine network; without
+    `fine_cells`, `cells` serve both passes. `occupied` is conservative: False only inside the box in an
+    empty cell.
 
     `stop_transmittance` is the renderer's early-stopping threshold (0 disables it); `info` records
     how the grid was baked (plain values only, it is saved with the grid)."""
@@ -86,16 +98,29 @@ class OccupancyGrid:
     cells: torch.Tensor
     stop_transmittance: float = DEFAULT_STOP
     info: dict[str, Any] = field(default_factory=dict)
+    fine_cells: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         self.lower, self.upper = checked_box(self.lower, self.upper, "occupancy grid")
-        if self.cells.dtype != torch.bool or self.cells.dim() != 3 or min(self.cells.shape) < 1:
-            raise ValueError(f"occupancy cells must be a 3-D bool tensor, got {self.cells.dtype} "
-                             f"{tuple(self.cells.shape)}")
+        for name, cells in (("cells", self.cells), ("fine cells", self.fine_cells)):
+            if cells is None and name == "fine cells":
+                continue
+            if cells.dtype != torch.bool or cells.dim() != 3 or min(cells.shape) < 1:
+                raise ValueError(f"occupancy {name} must be a 3-D bool tensor, got {cells.dtype} "
+                                 f"{tuple(cells.shape)}")
+        if self.fine_cells is not None and self.fine_cells.shape != self.cells.shape:
+            raise ValueError(f"occupancy fine cells {tuple(self.fine_cells.shape)} do not match the coarse "
+                             f"cells {tuple(self.cells.shape)}")
         stop = float(self.stop_transmittance)
         if not 0.0 <= stop < 1.0:
             raise ValueError(f"stop transmittance must be in [0, 1), got {stop}")
         self.stop_transmittance = stop
+
+    def network_cells(self, network: str) -> torch.Tensor:
+        """The cells the pass of `network` ("coarse" or "fine") skips by."""
+        if network not in ("coarse", "fine"):
+            raise ValueError(f"occupancy grids are per network, 'coarse' or 'fine', not {network!r}")
+        return self.fine_cells if network == "fine" and self.fine_cells is not None else self.cells
 
     @property
     def resolution(self) -> tuple[int, int, int]:
@@ -103,8 +128,8 @@ class OccupancyGrid:
 
     @property
     def occupied_fraction(self) -> float:
-        """Share of the cells marked occupied."""
-        return float(self.cells.float().mean())
+        """Share of the cells where either network may hold density."""
+        return float(self.network_cells("coarse").logical_or(self.network_cells("fine")).float().mean())
 
     def cell_index(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For points (..., 3): the flat index of the cell holding each point (clamped into the grid)
@@ -120,11 +145,12 @@ class OccupancyGrid:
         flat = (ijk[:, 0] * ny + ijk[:, 1]) * nz + ijk[:, 2]
         return flat.reshape(points.shape[:-1]), inside.reshape(points.shape[:-1])
 
-    def occupied(self, points: torch.Tensor) -> torch.Tensor:
-        """Bool mask (...,) for points (..., 3): True in occupied cells and everywhere outside the box
-        (nothing outside what was baked is ever dropped)."""
+    def occupied(self, points: torch.Tensor, network: str) -> torch.Tensor:
+        """Bool mask (...,) for points (..., 3): True in the cells `network` ("coarse" or "fine") may hold
+        density in and everywhere outside the box (nothing outside what was baked is ever dropped)."""
+        cells = self.network_cells(network)
         flat, inside = self.cell_index(points)
-        return self.cells.to(points.device).reshape(-1)[flat] | ~inside
+        return cells.to(points.device).reshape(-1)[flat] | ~inside
 
     @classmethod
     def full(cls, lower, upper, resolution: int = 8, stop_transmittance: float = 0.0) -> "OccupancyGrid":
@@ -134,34 +160,48 @@ class OccupancyGrid:
 
     def to_state(self) -> dict[str, Any]:
         """Plain tensors and values (cells packed 8 per byte) for a weights-only torch file."""
-        flat = self.cells.reshape(-1)
-        pad = (-flat.numel()) % 8
-        bits = torch.cat([flat, flat.new_zeros(pad)]).reshape(-1, 8).to(torch.uint8)
-        packed = (bits << torch.arange(7, -1, -1, dtype=torch.uint8)).sum(-1, dtype=torch.uint8)
-        return {"format": STATE_FORMAT, "lower": self.lower.clone(), "upper": self.upper.clone(),
-                "resolution": list(self.resolution), "packed_cells": packed,
-                "stop_transmittance": self.stop_transmittance, "info": dict(self.info)}
+        state = {"format": STATE_FORMAT, "lower": self.lower.clone(), "upper": self.upper.clone(),
+                 "resolution": list(self.resolution), "packed_cells": _pack(self.cells),
+                 "stop_transmittance": self.stop_transmittance, "info": dict(self.info)}
+        if self.fine_cells is not None:
+            state["packed_fine_cells"] = _pack(self.fine_cells)
+        return state
 
     @classmethod
     def from_state(cls, state: Any) -> "OccupancyGrid":
-        """The grid `to_state` wrote; ValueError naming what is wrong with anything else."""
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        """The grid `to_state` wrote (or a one-grid file of format v1); ValueError naming what is wrong
+        with anything else."""
+        if not isinstance(state, dict) or state.get("format") not in (STATE_FORMAT, _ONE_GRID_FORMAT):
             raise ValueError(f"not an occupancy grid of format {STATE_FORMAT!r}")
-        res, packed = state.get("resolution"), state.get("packed_cells")
+        res = state.get("resolution")
         if (not isinstance(res, (list, tuple)) or len(res) != 3
                 or not all(isinstance(n, int) and 0 < n <= 4096 for n in res)):
             raise ValueError(f"bad occupancy resolution {describe(res)}")
-        n = math.prod(res)
-        if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8 or packed.numel() != (n + 7) // 8:
-            raise ValueError(f"occupancy cells do not match the resolution {res}")
         for k in ("lower", "upper"):
             if not isinstance(state.get(k), torch.Tensor):
                 raise ValueError(f"occupancy {k} bound is not a tensor")
-        bits = (packed.reshape(-1, 1) >> torch.arange(7, -1, -1, dtype=torch.uint8)) & 1
-        cells = bits.reshape(-1)[:n].bool().reshape(res)
+        cells = _unpack(state.get("packed_cells"), res)
+        fine = state.get("packed_fine_cells") if state["format"] == STATE_FORMAT else None
         info = state.get("info", {})
         return cls(state["lower"], state["upper"], cells, float(state.get("stop_transmittance", DEFAULT_STOP)),
-                   dict(info) if isinstance(info, dict) else {})
+                   dict(info) if isinstance(info, dict) else {}, None if fine is None else _unpack(fine, res))
+
+
+def _pack(cells: torch.Tensor) -> torch.Tensor:
+    """Bool cells as uint8, 8 per byte (the first cell in the highest bit)."""
+    flat = cells.reshape(-1)
+    pad = (-flat.numel()) % 8
+    bits = torch.cat([flat, flat.new_zeros(pad)]).reshape(-1, 8).to(torch.uint8)
+    return (bits << torch.arange(7, -1, -1, dtype=torch.uint8)).sum(-1, dtype=torch.uint8)
+
+
+def _unpack(packed: Any, res: list[int]) -> torch.Tensor:
+    """The bool cells of shape `res` that `_pack` wrote; ValueError when they cannot be."""
+    n = math.prod(res)
+    if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8 or packed.numel() != (n + 7) // 8:
+        raise ValueError(f"occupancy cells do not match the resolution {list(res)}")
+    bits = (packed.reshape(-1, 1) >> torch.arange(7, -1, -1, dtype=torch.uint8)) & 1
+    return bits.reshape(-1)[:n].bool().reshape(res)
 
 
 class _OutputRecorder(nn.Module):
@@ -210,7 +250,7 @@ def bake_occupancy(pair: ModelPair, calibration: Rays, resolution: int = DEFAULT
     step = float(((calibration.far - calibration.near) * torch.linalg.norm(calibration.directions, dim=-1)).mean()
                  / max(n_samples - 1, 1))
     sigma_min = -math.log1p(-threshold) / step  # alpha = 1 - exp(-sigma * step) > threshold
-    hits = torch.zeros(resolution ** 3, dtype=torch.bool)
+    hits = {name: torch.zeros(resolution ** 3, dtype=torch.bool) for name in pair.networks()}
 
     # 1. The calibration rays' own samples, rendered as the plain renderer does (no grid): the coarse
     #    network's at the coarse samples, the fine network's at all of them.
@@ -229,7 +269,7 @@ def bake_occupancy(pair: ModelPair, calibration: Rays, resolution: int = DEFAULT
                 sigma = torch.cat(rec.outputs)[:, 3].cpu().reshape(pts.shape[:2])  # the chunk's network calls
                 rec.outputs.clear()
                 flat, inside = empty.cell_index(pts)
-                hits[flat[(sigma > sigma_min) & inside]] = True
+                hits[name][flat[(sigma > sigma_min) & inside]] = True
 
         # 2. `jitter` random points in every cell, seen along random directions, through both networks.
         g = torch.Generator().manual_seed(seed)
@@ -242,18 +282,21 @@ def bake_occupancy(pair: ModelPair, calibration: Rays, resolution: int = DEFAULT
                 c = corners[s:s + _POINTS_PER_BATCH]
                 pts = (lower + (c + torch.rand(c.shape, generator=g)) * size)[:, None, :].to(device)
                 dirs = torch.nn.functional.normalize(torch.randn(c.shape, generator=g), dim=-1).to(device)
-                for net in pair.networks().values():
+                for name, net in pair.networks().items():
                     sigma = query_network(net, pair.config, pts, dirs)[:, 0, 3]
-                    hits[s:s + c.shape[0]] |= (sigma > sigma_min).cpu()
+                    hits[name][s:s + c.shape[0]] |= (sigma > sigma_min).cpu()
 
     # 3. One cell of margin around everything found.
-    cells = hits.reshape((resolution,) * 3)
-    dilated = F.max_pool3d(cells.float()[None, None], 3, stride=1, padding=1)[0, 0] > 0
+    cells = {name: h.reshape((resolution,) * 3) for name, h in hits.items()}
+    dilated = {name: F.max_pool3d(c.float()[None, None], 3, stride=1, padding=1)[0, 0] > 0
+               for name, c in cells.items()}
     info = {"resolution": resolution, "threshold": threshold, "step": step, "sigma_min": sigma_min,
             "calibration_rays": len(sub), "jitter": jitter, "samples": [settings.n_coarse, settings.n_fine],
-            "seed": seed, "occupied_before_dilation": float(cells.float().mean()),
-            "occupied": float(dilated.float().mean())}
-    return OccupancyGrid(lower, upper, dilated, stop_transmittance, info)
+            "seed": seed}
+    for name in cells:
+        info[f"{name}_occupied_before_dilation"] = float(cells[name].float().mean())
+        info[f"{name}_occupied"] = float(dilated[name].float().mean())
+    return OccupancyGrid(lower, upper, dilated["coarse"], stop_transmittance, info, dilated.get("fine"))
 
 
 def occupancy_pair(pair: ModelPair, calibration: Rays, resolution: int = DEFAULT_RESOLUTION,
@@ -286,7 +329,7 @@ def occupancy_compressor(spec: CompressorSpec) -> FunctionCompressor:
 
 
 register("occupancy", occupancy_compressor, params=PARAMS, search="accelerator",
-         description="skip empty space and stop rays early: an occupancy grid baked from the fine network's "
+         description="skip empty space and stop rays early: occupancy grids baked from each network's own "
                      "density (networks unchanged; composes, e.g. occupancy+int8-ptq-both); options "
                      ":RES, :threshold=ALPHA, :stop=T, :rays=N, :jitter=N")
 
