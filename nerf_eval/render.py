@@ -278,7 +278,7 @@ def capped_settings(pair: ModelPair, settings: RenderSettings) -> RenderSettings
 
 
 OCCUPANCY_KEY = "occupancy"  # pair.meta entry holding a SampleFilter (nerf_eval.compress.occupancy.OccupancyGrid)
-MARCH_SAMPLES = 16  # occupied fine samples per ray queried per step of early-stopping marching
+MARCH_SAMPLES = 16  # occupied fine samples per ray queried per step of early-stopping marching, after the first
 
 
 class SampleFilter(Protocol):

@@ -20,9 +20,9 @@ threshold, which is what its composite sees (the coarse composite places the fin
 pass must keep the coarse network's faint density, and does). One grid of both networks' density for
 both passes kept, in the fine pass, the cells where only the coarse network has density (the two
 networks are trained apart and disagree about haze): on the val views of forward, object and flower the
-fine network's own cells leave 7%, 15% and 4% fewer fine samples for the same image (to 0.002 dB,
-`reports/occupancy-own-grids/`). (One jittered point per cell missed a small dense feature on object's
-val views; four do not.)
+fine network's own cells leave 7%, 11-13% and 2.5% fewer fine samples to query for the same image (within
+0.002 dB; `reports/occupancy-own-grids/`). One jittered point per cell missed a small dense feature on
+object's val views; four do not.
 The grid is stored bit-packed with the saved model (`to_state`/`from_state`: plain tensors and
 values, loadable with `torch.load(..., weights_only=True)`).
 
@@ -59,9 +59,8 @@ DEFAULT_RESOLUTION = 64
 DEFAULT_THRESHOLD = 0.001
 # Transmittance below which the fine pass stops a ray: what it skips can change a pixel by about that much,
 # a quarter of an 8-bit colour step (1/255). On the val views of forward, object and flower, 1e-3 against
-# 1e-4 changed no PSNR by more than 0.002 dB and queried 4-10% fewer fine samples
-# (reports/occupancy-own-grids/); flower's val views (val=train) gave the same picture earlier
-# (reports/occupancy-threshold/flower-val-stop-resolution.md).
+# 1e-4 changed no PSNR by more than 0.001 dB and queried 1-5.5% fewer fine samples
+# (reports/occupancy-own-grids/).
 DEFAULT_STOP = 1e-3
 DEFAULT_RAYS = 1024  # calibration rays whose own samples are baked in (beside the jittered cell points)
 DEFAULT_JITTER = 4  # random points per cell (one missed a small dense feature on object's val views)

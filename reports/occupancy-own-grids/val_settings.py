@@ -3,12 +3,14 @@
 python reports/occupancy-own-grids/val_settings.py SCENE CHECKPOINT SCALE BASE[,BASE...]
 
 For each BASE (a composition holding `occupancy`, e.g. `samples+occupancy+coarse-grid`), bakes it once and
-renders the val views of SCENE at SCALE with four settings of the same grid: one grid of both networks'
-density for both passes with early stop at 1e-4 and 16 samples per marching step (the settings before),
-each network's own grid for its pass at stop 1e-4, then stop 1e-3, then 8 samples per step. Prints the
-mean / worst-view PSNR drop and the SSIM drop against fp32, the points each network was queried at per
-ray, and the paired speed-up of rendering the first val view against the settings before (interleaved,
-5 rounds, `nerf_eval.measure.latency.time_paired`). Run from the repository root with `.venv/bin/python`.
+renders the val views of SCENE at SCALE with five settings of the same grids, each adding one change to the
+one before: one grid of both networks' density for both passes, early stop at transmittance 1e-4, 16
+samples per marching step and no first step (the settings before); each network's own grid for its pass;
+stop at 1e-3; a first marching step to where the coarse pass's transmittance fell below the stop (the
+settings chosen); 8 samples per later step (tried, not chosen). Prints the mean / worst-view PSNR drop and
+the SSIM drop against fp32, the points each network was queried at per ray, and the paired speed-up of
+rendering the first val view against the settings before (interleaved, 5 rounds,
+`nerf_eval.measure.latency.time_paired`). Run from the repository root with `.venv/bin/python`.
 """
 import dataclasses
 import sys
