@@ -35,8 +35,10 @@ scene, pair = load_scene(scene_spec), load_checkpoint(checkpoint)
 occupied = get_compressor("occupancy").compress(pair, calibration_batch(scene, 2048))
 info = occupied.meta["occupancy"].info
 settings = RenderSettings(white_bkgd=scene.white_bkgd)
-print(f"{scene_spec}: grid {info['resolution']}^3, {100 * info['occupied']:.1f}% of cells occupied "
-      f"({100 * info['occupied_before_dilation']:.1f}% before dilation); {settings.n_coarse}+{settings.n_fine} samples")
+print(f"{scene_spec}: grids {info['resolution']}^3, "
+      + ", ".join(f"{net} network {100 * info[f'{net}_occupied']:.1f}% of cells occupied "
+                  f"({100 * info[f'{net}_occupied_before_dilation']:.1f}% before dilation)" for net in ("coarse", "fine"))
+      + f"; {settings.n_coarse}+{settings.n_fine} samples")
 print("| test view | coarse points per ray (of 64) | fine points per ray (of 192) | share of plain render's points |")
 print("|---|---|---|---|")
 total = [0, 0, 0]

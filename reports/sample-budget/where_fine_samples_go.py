@@ -16,7 +16,7 @@ with torch.inference_mode():
     out = render_rays(pair, rays, settings)
 z = out["z_vals"]; w = out["weights"]
 pts = rays.origins[:, None] + rays.directions[:, None] * z[..., None]
-keep = grid.occupied(pts)
+keep = grid.occupied(pts, "fine")
 # transmittance before each sample
 alpha_w = w
 T = 1 - torch.cumsum(w, -1) + w
