@@ -286,9 +286,9 @@ class SampleFilter(Protocol):
 
     `occupied(points (..., 3), network) -> (...) bool`: False only where the density of `network`
     ("coarse" or "fine", the pass asking) is known to be negligible (those samples are not sent to it and
-    count as empty). `stop_transmittance`:
-    the fine pass marches each ray front to back and skips the rest of it once its transmittance is
-    below this (what it skips could change the pixel by about that much); 0 disables early stopping."""
+    count as empty). `stop_transmittance`: the fine pass marches each ray front to back and skips the rest
+    of it once its transmittance is below this (what it skips could change the pixel by about that much),
+    its first step reaching where the coarse pass's transmittance fell below it; 0 disables early stopping."""
 
     stop_transmittance: float
 
@@ -476,7 +476,8 @@ def render_rays(pair: ModelPair, rays: Rays, settings: RenderSettings = RenderSe
     else:
         with _stage(clock, "sampling"):
             dists = sample_distances(z_all, d)
-            first = predicted_stop(coarse["weights"], z, z_all, keep, grid.stop_transmittance)
+            first = (predicted_stop(coarse["weights"], z, z_all, keep, grid.stop_transmittance)
+                     if grid.stop_transmittance > 0 else None)
         raw = query_occupied(pair.fine, pair.config, pts, rays.viewdirs, keep, autocast_dtype, clock, dists,
                              grid.stop_transmittance, settings.net_chunk, first)
     with _stage(clock, "compositing"):
