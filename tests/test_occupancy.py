@@ -172,7 +172,7 @@ def test_empty_space_is_skipped_with_the_same_image():
 
 def test_marching_stops_rays_and_its_first_step_saves_network_calls():
     net = SphereField()
-    rays = rays_down_z(8)  # the rays through the ball pass 1.0 of density SIGMA: opaque after two samples
+    rays = rays_down_z(8)  # a ray through the ball crosses up to 1.0 of density SIGMA: opaque after two samples
     z = torch.linspace(2.0, 6.0, 48).expand(len(rays), 48)
     pts = rays.origins[:, None] + rays.directions[:, None] * z[..., None]
     keep = torch.ones(pts.shape[:2], dtype=torch.bool)
