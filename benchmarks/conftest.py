@@ -72,11 +72,26 @@ def base_of(name: str) -> str:
 
 
 def is_composition(name: str) -> bool:
-    """Whether `name` joins stages (or is no registered name): such names run on `object` only."""
+    """Whether `name` joins stages (or is no registered name): such names run on `object` only, unless a
+    `nerf_targets` mark names their targets."""
     try:
         return not isinstance(REGISTRY.parse(name), CompressorSpec)
     except CompressorError:
         return True
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "nerf_targets(*names): the shipped targets a test's own compressor name "
+                                       "runs on by default (see pytest_collection_modifyitems)")
+
+
+def runs_on(item: pytest.Item, target: str, choice: str) -> bool:
+    """Whether a name a test's own parametrize gives runs on `target` by default: the targets of its
+    `nerf_targets` mark, else every target for one stage and `object` for a composition."""
+    mark = item.get_closest_marker("nerf_targets")
+    if mark is not None:
+        return target in mark.args
+    return target == "object" or not is_composition(choice)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -88,8 +103,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect non-headline compressors on the targets other than `object`, and the off-headline points
     of a parameter sweep on `object` (see HEADLINE). Of the names test_compressors.py gives itself, the
-    compositions (ACCELERATED) run on `object` only and the one-stage variants (VARIANTS) on every target;
-    with --nerf-compressors, only those it names."""
+    compositions (ACCELERATED) run on the targets their `nerf_targets` mark names and the one-stage variants
+    (VARIANTS) on every target (`runs_on`); with --nerf-compressors, only those it names."""
     session = nerf_session(config)
     patterns, explicit = session.options.compressors, session.explicit_target()
     headline_of = {base_of(name): name for name in HEADLINE}
@@ -101,7 +116,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if patterns:
                 extra = not any(fnmatch.fnmatchcase(choice, p) for p in patterns)
             else:
-                extra = not explicit and target not in (None, "object") and is_composition(choice)
+                extra = not explicit and target is not None and not runs_on(item, target, choice)
         elif choice is None or explicit or patterns:
             extra = False
         elif target not in (None, "object"):

@@ -1,6 +1,6 @@
 """What `pytest benchmarks/` selects by default: every compressor on `object` (a sweep at its headline
-point), the headline set elsewhere, the accelerators' compositions on `object`, and everything named when
---nerf-compressors is given."""
+point), the headline set elsewhere, the accelerators' compositions on the targets their marks name, and
+everything named when --nerf-compressors is given."""
 
 from __future__ import annotations
 
@@ -30,10 +30,13 @@ def test_named_compressors_run_on_every_target():
     assert {f"{t}-prune-activation:{r}" for t in ("object", "forward", "lego") for r in (0.15, 0.3, 0.5, 0.85)} <= ids
 
 
-def test_accelerator_compositions_run_on_object_and_when_named():
+def test_accelerator_compositions_run_on_their_marked_targets_and_when_named():
+    flower = "samples:32:coarse=32+occupancy+coarse-grid"
     assert collected(test="test_accelerated") == {
         "object-samples+occupancy", "object-occupancy+int8-ptq-both", "object-samples+occupancy+int8-ptq-both",
-        "object-samples+occupancy+coarse-grid", "object-samples+occupancy+coarse-grid+int8-ptq-both"}
+        "object-samples+occupancy+coarse-grid", "object-samples+occupancy+coarse-grid+int8-ptq-both",
+        "forward-samples+occupancy+coarse-grid", "forward-samples+occupancy+coarse-grid+int8-ptq-both",
+        f"flower-{flower}", f"flower-{flower}+int8-ptq-both"}
     named = collected("--nerf-compressors=fp32,samples+occupancy,occ*", test="test_accelerated")
     assert {"forward-samples+occupancy", "flower-occupancy+int8-ptq-both"} <= named
     assert not any(n.endswith("-samples+occupancy+int8-ptq-both") for n in named)
