@@ -303,14 +303,14 @@ def bake_occupancy(pair: ModelPair, calibration: Rays, resolution: int = DEFAULT
 
     # 3. The cells sharing a face with anything found, as a margin.
     cells = {name: h.reshape((resolution,) * 3) for name, h in hits.items()}
-    dilated = {name: face_margin(c) for name, c in cells.items()}
+    with_margin = {name: face_margin(c) for name, c in cells.items()}
     info = {"resolution": resolution, "margin": "faces", "threshold": threshold, "step": step,
             "sigma_min": sigma_min, "calibration_rays": len(sub), "jitter": jitter,
             "samples": [settings.n_coarse, settings.n_fine], "seed": seed}
     for name in cells:
         info[f"{name}_occupied_before_dilation"] = float(cells[name].float().mean())
-        info[f"{name}_occupied"] = float(dilated[name].float().mean())
-    return OccupancyGrid(lower, upper, dilated["coarse"], stop_transmittance, info, dilated.get("fine"))
+        info[f"{name}_occupied"] = float(with_margin[name].float().mean())
+    return OccupancyGrid(lower, upper, with_margin["coarse"], stop_transmittance, info, with_margin.get("fine"))
 
 
 def occupancy_pair(pair: ModelPair, calibration: Rays, resolution: int = DEFAULT_RESOLUTION,
