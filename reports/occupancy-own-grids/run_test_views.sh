@@ -1,7 +1,8 @@
 #!/bin/sh
-# The test-view measurements of README.md here, in the order they ran (from the repository root).
+# The test-view measurements here, in the order they ran (from the repository root). An argument names
+# another output directory (reports/occupancy-margin ran the same commands into its own).
 set -e
-D=reports/occupancy-own-grids
+D=${1:-reports/occupancy-own-grids}
 E=.venv/bin/nerf-eval
 $E report --checkpoint checkpoints/forward/checkpoint.pt --scene forward --scale 0.5 --latency-rays 1024 \
   --compressors samples+occupancy,samples+occupancy+coarse-grid,samples+occupancy+coarse-grid+int8-ptq-both,samples:48:coarse=32+occupancy+coarse-grid,samples:32:coarse=32+occupancy+coarse-grid \
