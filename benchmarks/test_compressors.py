@@ -25,9 +25,9 @@ ACCELERATED_ON = {
 ACCELERATED = [pytest.param(name, marks=pytest.mark.nerf_targets(*(t for t, names in ACCELERATED_ON.items()
                                                                     if name in names)))
                for name in dict.fromkeys(n for names in ACCELERATED_ON.values() for n in names)]
-# Registered compressors at a non-default parameter the registry does not sweep: int8 with int8-weight
+# Registered compressors at a non-default parameter the registry does not sweep: int8 with fp32-weight
 # heads (nerf_eval.compress.quantize.heads) beside plain int8-ptq-both, on every target (conftest.py).
-VARIANTS = ("int8-ptq-both:heads=int8",)
+VARIANTS = ("int8-ptq-both:heads=fp32",)
 
 
 def measure(benchmark, workbench, compressed, evaluator, gate) -> None:

@@ -3,8 +3,8 @@
 The search space is what the registry offers, composed from what compressors declare (their search role
 and the search values of their parameters: the pruning ratios, the `mixed` budgets, the accelerators): a
 pruning ratio per network (the OBS rule with least-squares repair, `prune-activation-obs:R:coarse=Rc`),
-then a precision per network (fp32, bf16 or static int8: `int8-ptq-fine+bf16:coarse`, ...; int8 with fp32 or,
-with `int8_heads="int8"`, int8-weight density/colour heads) or per layer (`mixed:F`, the activation-aware
+then a precision per network (fp32, bf16 or static int8: `int8-ptq-fine+bf16:coarse`, ...; int8 with int8-weight
+density/colour heads or, with `int8_heads="fp32"`, fp32 ones) or per layer (`mixed:F`, the activation-aware
 search), then an accelerator (`...+occupancy`).
 Every candidate therefore has a registry name that rebuilds it exactly.
 
@@ -45,7 +45,7 @@ from nerf_eval.compress.cast import DTYPES, cast_network
 from nerf_eval.compress.params import SEPARATOR
 from nerf_eval.compress.prune import prune_params
 from nerf_eval.compress.quantize import static_int8_pair
-from nerf_eval.compress.quantize.heads import HEAD_PRECISIONS
+from nerf_eval.compress.quantize.heads import DEFAULT_HEADS, HEAD_PRECISIONS
 from nerf_eval.errors import NerfEvalError
 from nerf_eval.evaluate import evaluate
 from nerf_eval.measure.batches import latency_batch
@@ -73,7 +73,7 @@ class SearchOptions:
     ratios: tuple[float, ...] | None = None  # None: the pruning rule's declared search axis (0, 0.15, 0.3, 0.5)
     prune_rule: str = "prune-activation-obs"
     precisions: tuple[str, ...] = PRECISIONS
-    int8_heads: str = "fp32"  # the heads of the per-network int8 candidates (`int8-ptq-*:heads=`)
+    int8_heads: str = DEFAULT_HEADS  # the heads of the per-network int8 candidates (`int8-ptq-*:heads=`)
     mixed_budgets: tuple[float, ...] | None = None  # None: the `mixed` budget's declared search axis (40)
     stage2_points: int = 4
     accelerators: tuple[str, ...] | None = None  # None: the accelerator-role compressors at their search points
@@ -221,7 +221,7 @@ def prune_name(rule: str, ratios: dict[str, float]) -> str | None:
     return str(_prune_spec(rule).replace(ratio=rf, coarse=None if rc == rf else rc))
 
 
-def precision_name(precision: dict[str, str], int8_heads: str = "fp32") -> list[str]:
+def precision_name(precision: dict[str, str], int8_heads: str = DEFAULT_HEADS) -> list[str]:
     """Registry stages of a per-network precision: int8 first (it needs float inputs, its heads as
     `int8_heads` says), then the casts."""
     stages = []
@@ -230,7 +230,7 @@ def precision_name(precision: dict[str, str], int8_heads: str = "fp32") -> list[
         if nets:
             which = "both" if len(nets) == 2 else nets[0]
             if kind == "int8":
-                heads = None if int8_heads == "fp32" else int8_heads
+                heads = None if int8_heads == DEFAULT_HEADS else int8_heads
                 stages.append(str(REGISTRY.spec(f"int8-ptq-{which}", heads=heads)))
             else:
                 stages.append(str(REGISTRY.spec("bf16", network=None if which == "both" else which)))
@@ -238,7 +238,7 @@ def precision_name(precision: dict[str, str], int8_heads: str = "fp32") -> list[
 
 
 def candidate_name(rule: str, ratios: dict[str, float], precision: dict[str, str] | str,
-                   int8_heads: str = "fp32") -> str:
+                   int8_heads: str = DEFAULT_HEADS) -> str:
     parts = [p for p in [prune_name(rule, ratios)] if p]
     parts += [precision] if isinstance(precision, str) else precision_name(precision, int8_heads)
     return SEPARATOR.join(parts) or "fp32"
@@ -440,7 +440,8 @@ def _precision_stage(s: _Search, base: Candidate, base_pair: ModelPair) -> None:
         s.add(Candidate(name, "precision", dict(base.ratios), precision), build)
 
 
-def _precision_variants(base: ModelPair, calibration: Rays, precisions: tuple[str, ...], int8_heads: str = "fp32"):
+def _precision_variants(base: ModelPair, calibration: Rays, precisions: tuple[str, ...],
+                        int8_heads: str = DEFAULT_HEADS):
     """(per-network precision, builder) for every combination; int8 networks (with `int8_heads` heads) are
     quantized once."""
     cache: dict[str, ModelPair] = {}

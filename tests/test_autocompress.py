@@ -65,8 +65,8 @@ def test_names():
     assert candidate_name("r", {"coarse": 0.5, "fine": 0.15}, {"coarse": "bf16", "fine": "int8"}) == \
         "r:0.15:coarse=0.5+int8-ptq-fine+bf16:coarse"
     assert candidate_name("r", {"coarse": 0.0, "fine": 0.0}, "mixed:40") == "mixed:40"
-    assert candidate_name("r", {"coarse": 0.3, "fine": 0.3}, {"coarse": "int8", "fine": "bf16"}, "int8") == \
-        "r:0.3+int8-ptq-coarse:heads=int8+bf16:fine"
+    assert candidate_name("r", {"coarse": 0.3, "fine": 0.3}, {"coarse": "int8", "fine": "bf16"}, "fp32") == \
+        "r:0.3+int8-ptq-coarse:heads=fp32+bf16:fine"
     with pytest.raises(NerfEvalError, match="unknown int8 heads 'int4'"):
         SearchOptions(int8_heads="int4")
 

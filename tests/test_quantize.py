@@ -60,6 +60,11 @@ def int8_both(pair, rays) -> ModelPair:
     return static_int8_pair(pair, rays, "both", FAST)
 
 
+@pytest.fixture(scope="module")
+def int8_fp32_heads(pair, rays) -> ModelPair:
+    return static_int8_pair(pair, rays, "both", FAST, heads="fp32")
+
+
 def rgb_error(a: ModelPair, b: ModelPair, rays: Rays) -> float:
     return float((render_chunked(a, rays, SMALL)["rgb"] - render_chunked(b, rays, SMALL)["rgb"]).abs().max())
 
@@ -84,14 +89,17 @@ def test_recorded_inputs_are_what_each_network_sees(pair, rays):
     assert inputs["fine"].shape == (10 * (SMALL.n_coarse + SMALL.n_fine), width)
 
 
-def test_static_int8_uses_fused_int8_kernels_and_fp32_heads(int8_both):
-    for net in int8_both.networks().values():
-        kinds = quantized_kinds(net)
-        assert "torch.ao.nn.intrinsic.quantized.modules.linear_relu.LinearReLU" in kinds
-        assert "torch.ao.nn.quantized.modules.linear.Linear" in kinds  # feature_linear (no ReLU)
-        for head in HEADS:
-            if hasattr(net, head):
-                assert type(net.get_submodule(head)) is nn.Linear
+def test_static_int8_uses_fused_int8_kernels_and_int8_weight_heads_unless_told_fp32(int8_both, int8_fp32_heads):
+    from nerf_eval.compress.quantize.heads import Int8WeightHead
+
+    for pair, head_type in ((int8_both, Int8WeightHead), (int8_fp32_heads, nn.Linear)):
+        for net in pair.networks().values():
+            kinds = quantized_kinds(net)
+            assert "torch.ao.nn.intrinsic.quantized.modules.linear_relu.LinearReLU" in kinds
+            assert "torch.ao.nn.quantized.modules.linear.Linear" in kinds  # feature_linear (no ReLU)
+            for head in HEADS:
+                if hasattr(net, head):
+                    assert type(net.get_submodule(head)) is head_type
 
 
 def test_static_int8_renders_close_to_float_and_leaves_input_alone(pair, rays, int8_both):
@@ -145,11 +153,11 @@ def test_static_int8_builds_alike_where_torch_fx_has_no_stack_trace_switch(pair,
     assert rgb_error(again, int8_both, rays) == 0.0
 
 
-def test_int8_heads_read_the_codes_and_match_their_fp32_arithmetic(pair, rays, int8_both, monkeypatch):
+def test_int8_heads_read_the_codes_and_match_their_fp32_arithmetic(rays, int8_both, int8_fp32_heads, monkeypatch):
     from nerf_eval import kernels
     from nerf_eval.compress.quantize.heads import Int8WeightHead
 
-    int8_heads = static_int8_pair(pair, rays, "both", FAST, heads="int8")
+    int8_heads = int8_both
     for net in int8_heads.networks().values():
         swapped = {n for n, m in net.named_modules() if isinstance(m, Int8WeightHead)}
         assert swapped == {"alpha_linear", "rgb_linear"}
@@ -157,19 +165,24 @@ def test_int8_heads_read_the_codes_and_match_their_fp32_arithmetic(pair, rays, i
         assert net.meta[STATIC_INT8_META]["heads"] == "int8"
         head = net.alpha_linear
         assert set(head.state_dict()) == {"weight", "bias"} and head.weight.dtype == torch.float32
-    assert "heads" not in int8_both.fine.meta[STATIC_INT8_META]  # the default stays as saved files expect
+    # fp32 heads are what a saved file without the key rebuilds (files saved before heads could be int8)
+    assert "heads" not in int8_fp32_heads.fine.meta[STATIC_INT8_META]
     assert int8_heads.meta["compression"]["heads"] == "int8"
+    assert int8_fp32_heads.meta["compression"]["heads"] == "fp32"
     # heads on the int8 grid stay close to fp32 heads
-    assert rgb_error(int8_heads, int8_both, rays) < 0.02
+    assert rgb_error(int8_heads, int8_fp32_heads, rays) < 0.02
     # the fp32 arithmetic used where oneDNN's op is missing or clips gives the same values up to rounding
     x = torch.randn(200, 42, generator=torch.Generator().manual_seed(4))
+    heads = [m for m in int8_heads.fine.modules() if isinstance(m, Int8WeightHead)]
     with torch.inference_mode():
         fast = int8_heads.fine(x)
-        monkeypatch.setattr(kernels, "int8_head_kernel", lambda: "fp32")
-        for m in int8_heads.fine.modules():
-            if isinstance(m, Int8WeightHead):
+        with monkeypatch.context() as patch:
+            patch.setattr(kernels, "int8_head_kernel", lambda: "fp32")
+            for m in heads:
                 m.forget_codes()
-        slow = int8_heads.fine(x)
+            slow = int8_heads.fine(x)
+        for m in heads:  # the module's fixture derives this machine's codes again for the tests after
+            m.forget_codes()
     torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-4)
 
 

@@ -15,7 +15,7 @@ from nerf_eval.render import Rays, RenderSettings
 
 TINY = NeRFConfig(depth=4, width=32, skips=(2,), multires=4, multires_views=2, view_width=16)
 SMALL = RenderSettings(n_coarse=8, n_fine=8, chunk=256)
-SPECS = ["fp32", "bf16", "int8-ptq-both:64", "int8-ptq-fine:64", "int8-ptq-both:64:heads=int8", "int8-dynamic",
+SPECS = ["fp32", "bf16", "int8-ptq-both:64", "int8-ptq-fine:64", "int8-ptq-both:64:heads=fp32", "int8-dynamic",
          "int8-weight-only",
          "int4-weight:8", "prune-activation:0.5:round=1", "prune-activation:0.5:round=1+int8-ptq-both:64"]
 

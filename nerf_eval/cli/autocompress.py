@@ -28,9 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precisions", default=None,
                    help="per-network precisions tried, from fp32,bf16,int8 (default: all three, without bf16 where "
                         "this CPU emulates it)")
-    p.add_argument("--int8-heads", choices=("fp32", "int8"), default="fp32",
-                   help="heads of the int8 candidates: fp32 weights (default) or int8 weights with fp32 outputs "
-                        "(int8-ptq-*:heads=int8, faster where oneDNN's int8 Linear is)")
+    p.add_argument("--int8-heads", choices=("int8", "fp32"), default=None,
+                   help="weights of the int8 candidates' density/colour heads, whose outputs stay fp32: int8 "
+                        "(default, as int8-ptq-* gives them) or fp32 (int8-ptq-*:heads=fp32)")
     p.add_argument("--accelerators", default=None,
                    help="accelerators appended to the fastest feasible candidates, comma-separated registry names: "
                         "the first of each base alone, then one of each base composed in this order, for every "
@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
     options = SearchOptions(max_drop=args.max_drop, objective=args.objective, budget_s=args.budget_minutes * 60,
-                            ratios=ratios, precisions=precisions, int8_heads=args.int8_heads,
+                            ratios=ratios, precisions=precisions,
+                            **({} if args.int8_heads is None else {"int8_heads": args.int8_heads}),
                             calibration_views=args.calibration_views,
                             confirm_views=args.confirm_views, latency_rays=args.latency_rays,
                             accelerators=None if args.accelerators is None else

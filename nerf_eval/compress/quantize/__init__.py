@@ -4,8 +4,9 @@ Only the MLP is quantized; the positional encoding, ray math and compositing sta
 quantized network still maps fp32 encoded inputs (N, C) to fp32 raw outputs (N, 4).
 
 - `static`: static int8 PTQ via torch.ao's FX graph mode (`int8-ptq-both|fine|coarse`), calibrated on
-  the MLP inputs that `calibration` records from calibration rays; `heads` holds its optional int8-weight
-  density/colour heads (`:heads=int8`), which read the int8 activations' codes and write fp32;
+  the MLP inputs that `calibration` records from calibration rays; `heads` holds its int8-weight
+  density/colour heads (the default; `:heads=fp32` keeps fp32 weights), which read the int8 activations'
+  codes and write fp32;
 - `dynamic`: dynamic int8 (`int8-dynamic`), weights quantized ahead and activations per batch;
 - `weight_only`: int8/int4 integer weights dequantized on the fly (`int8-weight-only`, `int4-weight`):
   a size win only;

@@ -1,4 +1,4 @@
-"""The registered integer compressors: `int8-ptq-both|coarse|fine[:RAYS][:heads=int8]`, `int8-dynamic`,
+"""The registered integer compressors: `int8-ptq-both|coarse|fine[:RAYS][:heads=fp32]`, `int8-dynamic`,
 `int8-weight-only` and `int4-weight[:GROUP]`, with their declared parameters and default gates."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from nerf_eval.compress.base import FunctionCompressor, register
 from nerf_eval.compress.params import CompressorSpec, Param
 from nerf_eval.compress.quantize.calibration import CalibrationOptions
 from nerf_eval.compress.quantize.dynamic import dynamic_int8_pair
-from nerf_eval.compress.quantize.heads import HEAD_PRECISIONS
+from nerf_eval.compress.quantize.heads import DEFAULT_HEADS, HEAD_PRECISIONS
 from nerf_eval.compress.quantize.plans import WHICH
 from nerf_eval.compress.quantize.static import static_int8_pair
 from nerf_eval.compress.quantize.weight_only import weight_only_pair
@@ -15,8 +15,8 @@ from nerf_eval.compress.quantize.weight_only import weight_only_pair
 PTQ_GATES = {"psnr_drop": 0.3, "worst_psnr_drop": 0.5}
 RAYS = Param("rays", int, CalibrationOptions.rays, low=1, positional=True, help="number of calibration rays")
 GROUP = Param("group", int, 32, low=1, positional=True, help="int4 group size")
-HEADS = Param("heads", str, "fp32", choices=HEAD_PRECISIONS, help="weights of the density/colour heads",
-              example="heads=int8")
+HEADS = Param("heads", str, DEFAULT_HEADS, choices=HEAD_PRECISIONS, help="weights of the density/colour heads",
+              example="heads=fp32")
 
 
 def _ptq_factory(which: str):
@@ -27,7 +27,7 @@ def _ptq_factory(which: str):
         return FunctionCompressor(name, lambda pair, cal: static_int8_pair(pair, cal, which, options, name,
                                                                            heads=heads), gates,
                                   f"static int8 PTQ of the {which} network(s), {options.rays} calibration rays"
-                                  + (", int8 head weights" if heads == "int8" else ""))
+                                  + (", fp32 head weights" if heads == "fp32" else ""))
     return factory
 
 
@@ -35,8 +35,8 @@ for _which in WHICH:
     register(f"int8-ptq-{_which}", _ptq_factory(_which), params=[RAYS, HEADS], search="precision",
              description="static int8 PTQ (FX, int8 kernels of the engine measured fastest here) of the "
                          f"{_which} network(s); "
-                         "parameters: calibration rays (default 2048), heads=int8 (int8 weights in the "
-                         "density/colour heads, fp32 outputs; default fp32)")
+                         "parameters: calibration rays (default 2048), heads=int8|fp32 (weights of the "
+                         "density/colour heads, whose outputs stay fp32; default int8)")
 
 
 def _dynamic_factory(spec: CompressorSpec) -> FunctionCompressor:

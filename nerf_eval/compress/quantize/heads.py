@@ -25,6 +25,7 @@ from nerf_eval import kernels
 from nerf_eval.compress import qmath
 
 HEAD_PRECISIONS = ("fp32", "int8")
+DEFAULT_HEADS = "int8"  # what `int8-ptq-*` and autocompress give the heads unless told otherwise
 
 
 def _codes_view(q: torch.Tensor) -> torch.Tensor:
