@@ -19,15 +19,19 @@ the drops the gates check on both scenes; on flower it changed nothing beyond 0.
 (`reports/coarse-grid/val-budget.log` against `val-budget-density-table.log`).
 
 NeRF's density does not depend on the view direction (the architecture adds the direction after the
-density head), so one value per vertex is the network's density. The default 64^3 was chosen on val
-views (`reports/coarse-grid/val-resolution.log`): against the coarse network at the same sample counts,
-+0.09 / +0.10 / −0.00 dB on object / forward / flower (worst view +0.05 / −0.04 / −0.02); 32^3 lost
-0.36 dB on object, 128^3 gained at most 0.06 dB more for 8 times the bytes. What it buys is the coarse
-network's share of the evaluations: 64 of 256 per ray at the paper's 64+128 samples, a third with
-`samples:32:coarse=32`.
+density head), so one value per vertex is the network's density. The default 96^3 was chosen on val
+views in the composition it serves, `samples+occupancy+coarse-grid` (`samples:32:coarse=32+...` on flower;
+`reports/occupancy-margin/val_grid_res.py`, `*-val-grid-res.log`): the smallest of 64, 80, 96, 112 and 128
+inside the gates (0.1 dB mean, 0.2 dB worst view) on all three scenes' val views, +0.036 / −0.017 / +0.048 dB
+on object / forward / flower (worst view +0.198 / +0.053 / +0.082) where 64^3 lost +0.092 / +0.124 / +0.059
+(worst +0.240 / +0.404 / +0.097), at the same speed. The drop does not fall steadily with resolution
+(forward: +0.036 at 80, +0.056 at 112, +0.074 at 128): what moves it is where a few rays' fine samples land.
+An earlier choice of 64^3 against the coarse network alone is `reports/coarse-grid/val-resolution.log`.
+What it buys is the coarse network's share of the evaluations: 64 of 256 per ray at the paper's 64+128
+samples, a third with `samples:32:coarse=32`.
 
 The table is stored as fp16 with the saved model (`to_state`/`from_state`: plain tensors and values,
-loadable with `torch.load(..., weights_only=True)`), 2 bytes per vertex: 72 KB at 32^3, 549 KB at 64^3.
+loadable with `torch.load(..., weights_only=True)`), 2 bytes per vertex: 549 KB at 64^3, 1.8 MB at 96^3.
 It is a snapshot of the coarse network: put `coarse-grid` after stages that change it (pruning,
 fine-tuning); fine-tuning a pair with a baked coarse pass is refused. It composes with the other
 accelerators (`samples:32:coarse=32+occupancy+coarse-grid`): empty cells of an occupancy grid still
@@ -52,7 +56,7 @@ from nerf_eval.interrupt import stop_point
 from nerf_eval.model import ModelPair
 from nerf_eval.render import PROPOSAL_KEY, Rays, query_network
 
-DEFAULT_RESOLUTION = 64
+DEFAULT_RESOLUTION = 96
 COARSE_GRID_GATES = {"psnr_drop": 0.1, "worst_psnr_drop": 0.2, "ssim_drop": 0.002}
 STATE_FORMAT = "coarse-density-grid-v2"
 _DENSITY_FORMAT = "coarse-density-grid-v1"  # non-negative densities; the ReLU after interpolation keeps them
