@@ -24,8 +24,8 @@ def positional_encoding(x: torch.Tensor, n_freqs: int, include_input: bool = Tru
     block is a run of `dim` (3) values, and torch's elementwise kernels pay their per-run overhead on
     each: 1.6-1.7x the time (4096 and 16,384 points, one and two threads, 2-core AMX Xeon,
     reports/linear-kernels/encoding-amx.log). Angles are exact (powers of two), so the values are those of
-    torch.sin/torch.cos of 2^k x. `x` must not need a gradient (NeRF's encoded
-    points and directions are constants; torch refuses the out= writes otherwise).
+    torch.sin/torch.cos of 2^k x. `x` must not need a gradient (NeRF's encoded points and directions are
+    constants; torch refuses the out= writes otherwise).
     """
     x = x.float()
     dim = x.shape[-1]

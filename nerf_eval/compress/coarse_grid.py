@@ -24,11 +24,12 @@ views in the composition it serves, `samples+occupancy+coarse-grid` (`samples:32
 `reports/occupancy-margin/val_grid_res.py`, `*-val-grid-res.log`): the smallest of 64, 80, 96, 112 and 128
 inside the gates (0.1 dB mean, 0.2 dB worst view) on all three scenes' val views, +0.036 / −0.017 / +0.048 dB
 on object / forward / flower (worst view +0.198 / +0.053 / +0.082) where 64^3 lost +0.092 / +0.124 / +0.059
-(worst +0.240 / +0.404 / +0.097), at the same speed. The drop does not fall steadily with resolution
-(forward: +0.036 at 80, +0.056 at 112, +0.074 at 128): what moves it is where a few rays' fine samples land.
-An earlier choice of 64^3 against the coarse network alone is `reports/coarse-grid/val-resolution.log`.
-What it buys is the coarse network's share of the evaluations: 64 of 256 per ray at the paper's 64+128
-samples, a third with `samples:32:coarse=32`.
+(worst +0.240 / +0.404 / +0.097), at about the same speed (flower's val view 4.83x against 4.95x; 80, 112
+and 128 were tried on object and forward, where 80 failed object's worst view). The drop does not fall
+steadily with resolution (forward: +0.036 at 80, +0.056 at 112, +0.074 at 128): what moves it is where a few
+rays' fine samples land. An earlier choice of 64^3 against the coarse network alone is
+`reports/coarse-grid/val-resolution.log`. What it buys is the coarse network's share of the evaluations: 64
+of 256 per ray at the paper's 64+128 samples, a third with `samples:32:coarse=32`.
 
 The table is stored as fp16 with the saved model (`to_state`/`from_state`: plain tensors and values,
 loadable with `torch.load(..., weights_only=True)`), 2 bytes per vertex: 549 KB at 64^3, 1.8 MB at 96^3.

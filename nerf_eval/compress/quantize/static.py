@@ -31,7 +31,7 @@ from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
 from nerf_eval.compress.kinds import NetworkKind, register_kind
 from nerf_eval.compress.quantize.calibration import CalibrationOptions, calibration_inputs
-from nerf_eval.compress.quantize.heads import HEAD_PRECISIONS, with_int8_weight_heads
+from nerf_eval.compress.quantize.heads import DEFAULT_HEADS, HEAD_PRECISIONS, with_int8_weight_heads
 from nerf_eval.compress.quantize.int8 import int8_packing, int8_qconfig
 from nerf_eval.compress.quantize.plans import (HEADS, check_float_network, check_float_pair, check_plan,
                                                default_plan, pair_with_networks, selected_networks)
@@ -153,12 +153,12 @@ def static_int8_network(net: nn.Module, inputs: torch.Tensor, plan: dict[str, st
 
 def static_int8_pair(pair: ModelPair, calibration: Rays, which: str = "both",
                      options: CalibrationOptions = CalibrationOptions(), who: str = "int8-ptq",
-                     plans: dict[str, dict[str, str]] | None = None, heads: str = "int8") -> ModelPair:
+                     plans: dict[str, dict[str, str]] | None = None, heads: str = DEFAULT_HEADS) -> ModelPair:
     """Static int8 PTQ of the coarse, the fine or both networks of a float pair (the others stay fp32).
 
     `plans` optionally gives per-network layer precisions, e.g. {"fine": {"pts_linears.0": "fp32"}}
-    (unlisted layers follow `default_plan`), so coarse and fine may differ. `heads`: "int8" (default) or
-    "fp32" weights for the density/colour heads that the plans leave fp32 (see `static_int8_network`,
+    (unlisted layers follow `default_plan`), so coarse and fine may differ. `heads`: "int8" (`DEFAULT_HEADS`)
+    or "fp32" weights for the density/colour heads that the plans leave fp32 (see `static_int8_network`,
     whose own default, for callers that choose every layer by plan such as `mixed`, is "fp32")."""
     names = selected_networks(pair, which, who)
     check_float_pair(pair, who)
